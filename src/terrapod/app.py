@@ -1,0 +1,156 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from terrapod import __version__
+from terrapod.auth import api as auth_api
+from terrapod.auth.service import TokenService
+from terrapod.auth.tokens import PrincipalCache, UsageRecorder
+from terrapod.bootstrap import bootstrap
+from terrapod.config import Settings
+from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
+from terrapod.errors import DomainError
+from terrapod.jsonapi.errors import domain_error_response, error_response
+from terrapod.keys import derive_key, load_master_secret
+from terrapod.observability.logging import get_logger
+from terrapod.observability.metrics import Metrics
+from terrapod.observability.middleware import ObservabilityMiddleware
+from terrapod.organizations import api as organizations_api
+from terrapod.storage import build_object_store
+from terrapod.storage import api as storage_api
+from terrapod.storage.signing import UrlSigner
+from terrapod.system import api as system_api
+from terrapod.system.api import DOCS_STATIC_DIR
+from terrapod.users import api as users_api
+
+log = get_logger("terrapod.app")
+
+TOKEN_USAGE_FLUSH_SECONDS = 30.0
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.object_store = build_object_store(settings)
+    result = await bootstrap(settings, app.state.sessionmaker, app.state.tokens)
+    if result.generated_token:
+        announce_admin_token(result.admin_username or "admin", result.generated_token)
+    flusher = asyncio.create_task(_flush_token_usage_forever(app))
+    log.info("started", version=__version__, database=engine.dialect.name)
+    try:
+        yield
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await _flush_token_usage(app)
+        await app.state.object_store.close()
+        await engine.dispose()
+
+
+def announce_admin_token(username: str, token: str) -> None:
+    # Written to the terminal, never to the structured log: this is the one time the token
+    # exists in plain text outside the operator's hands.
+    sys.stdout.write(
+        "\n"
+        "  Terrapod created the organization 'default' and the admin user "
+        f"'{username}'.\n"
+        f"  Admin API token (shown once, store it now):\n\n    {token}\n\n"
+    )
+    sys.stdout.flush()
+
+
+async def _flush_token_usage(app: FastAPI) -> None:
+    used = app.state.token_usage.drain()
+    if not used:
+        return
+    try:
+        async with app.state.sessionmaker() as session:
+            await session.connection(execution_options={WRITE_OPTION: True})
+            await app.state.tokens.record_usage(session, used)
+            await session.commit()
+    except Exception:  # noqa: BLE001 - usage stamps are best effort; never crash the server
+        log.exception("token usage flush failed")
+
+
+async def _flush_token_usage_forever(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(TOKEN_USAGE_FLUSH_SECONDS)
+        await _flush_token_usage(app)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> Response:
+        return domain_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ())]
+        where, name = (loc[0], loc[-1]) if loc else ("request", "")
+        detail = f"{where} parameter {name!r}: {first.get('msg')}" if name else str(first.get("msg"))
+        status = 422 if where == "body" else 400
+        return error_response(status, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such endpoint or resource"
+        return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", error=type(exc).__name__)
+        return error_response(500, "internal error; the server log has the details")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="Terrapod",
+        version=__version__,
+        summary="Terraform Enterprise V2 API compatible platform",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    metrics.build_info.labels(__version__).set(1)
+    master = load_master_secret(settings)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.max_request_body_bytes = settings.max_request_body_bytes
+    app.state.tokens = TokenService(PrincipalCache(settings.token_cache_ttl_seconds))
+    app.state.token_usage = UsageRecorder()
+    app.state.url_signer = UrlSigner(derive_key(master, "signed-urls"), settings.signed_url_ttl_seconds)
+    _install_error_handlers(app)
+    for router in (
+        system_api.router,
+        organizations_api.router,
+        auth_api.router,
+        users_api.router,
+        storage_api.router,
+    ):
+        app.include_router(router)
+    app.mount("/docs-static", StaticFiles(directory=DOCS_STATIC_DIR), name="docs-static")
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=metrics, trusted_proxies=settings.trusted_proxies
+    )
+    return app

@@ -1,0 +1,32 @@
+"""API tokens. Only a SHA-256 hash of each token is stored; the token itself is shown once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from terrapod.db.base import Base, IdColumn, UTCDateTime, utcnow
+
+
+class Token(Base):
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[str] = mapped_column(IdColumn(), primary_key=True)
+    # user | organization (team, agent and run tokens arrive with their domains)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    user_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    organization_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    created_by_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    description: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

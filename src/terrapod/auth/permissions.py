@@ -1,0 +1,95 @@
+"""The one function that answers "may this principal do X here?" (DESIGN.md, Permissions).
+
+Every route reaches its service, and every service calls :func:`authorize` before it reads or
+changes anything. A principal that may not even see the organization gets ``NotFound`` (as
+TFE does, so names of other tenants do not leak); one that may see it but not do the action
+gets ``Forbidden``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from terrapod.auth.principal import Principal
+from terrapod.errors import Forbidden, NotFound
+
+
+class Action(StrEnum):
+    # Organizations
+    ORG_CREATE = "organization:create"
+    ORG_READ = "organization:read"
+    ORG_UPDATE = "organization:update"
+    ORG_DELETE = "organization:delete"
+    ORG_MANAGE_TOKENS = "organization:manage-tokens"
+    # Users
+    USER_READ = "user:read"
+    USER_MANAGE_TOKENS = "user:manage-tokens"
+    # Platform
+    PLATFORM_ADMIN = "platform:admin"
+
+
+# What each organization role may do. Organization tokens act with the member set plus
+# nothing that manages the organization itself (TFE: they cannot manage tokens or delete).
+_OWNER = {Action.ORG_READ, Action.ORG_UPDATE, Action.ORG_DELETE, Action.ORG_MANAGE_TOKENS}
+_MEMBER = {Action.ORG_READ}
+_ORG_TOKEN = {Action.ORG_READ}
+
+_ORG_ACTIONS = _OWNER
+
+
+def org_role(principal: Principal, organization_id: str) -> str | None:
+    """The principal's role in the organization, or None when it cannot see it."""
+    if principal.is_admin:
+        return "owner"
+    if principal.kind == "organization":
+        return "token" if principal.organization_id == organization_id else None
+    return principal.roles.get(organization_id)
+
+
+def _allowed_in_org(principal: Principal, action: Action, organization_id: str) -> bool | None:
+    role = org_role(principal, organization_id)
+    if role is None:
+        return None
+    granted = {"owner": _OWNER, "member": _MEMBER, "token": _ORG_TOKEN}[role]
+    return action in granted
+
+
+def authorize(
+    principal: Principal,
+    action: Action,
+    *,
+    organization_id: str | None = None,
+    user_id: str | None = None,
+    what: str = "resource",
+) -> None:
+    """Raise NotFound/Forbidden unless ``principal`` may do ``action``; return None otherwise."""
+    if action in _ORG_ACTIONS:
+        if organization_id is None:
+            raise ValueError(f"{action} needs an organization")
+        allowed = _allowed_in_org(principal, action, organization_id)
+        if allowed is None:
+            raise NotFound(f"{what} not found")
+        if not allowed:
+            raise Forbidden(f"not permitted to {action.value.split(':')[1]} this {what}")
+        return
+    if action is Action.ORG_CREATE:
+        if principal.is_admin:
+            return
+        raise Forbidden("only platform administrators may create organizations")
+    if action in (Action.USER_READ, Action.USER_MANAGE_TOKENS):
+        if principal.is_admin or (principal.is_user and principal.user_id == user_id):
+            return
+        raise NotFound(f"{what} not found")
+    if action is Action.PLATFORM_ADMIN:
+        if principal.is_admin:
+            return
+        raise Forbidden("platform administrator rights are required")
+    raise ValueError(f"unknown action {action}")  # pragma: no cover - a programming error
+
+
+def can(principal: Principal, action: Action, **scope: str | None) -> bool:
+    try:
+        authorize(principal, action, **scope)  # type: ignore[arg-type]
+    except (NotFound, Forbidden):
+        return False
+    return True

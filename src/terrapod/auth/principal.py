@@ -1,0 +1,32 @@
+"""Who is calling: the principal a request's token resolves to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+PrincipalKind = Literal["user", "organization", "system"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    token_id: str | None
+    user_id: str | None = None
+    username: str | None = None
+    # For organization tokens: the one organization the token acts for.
+    organization_id: str | None = None
+    is_admin: bool = False
+    # organization id -> role ("owner" | "member") for user principals.
+    roles: Mapping[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+
+# Used by the CLI's admin commands and bootstrap, which act with full rights and no token.
+SYSTEM = Principal(kind="system", token_id=None, username="system", is_admin=True)

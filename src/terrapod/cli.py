@@ -1,0 +1,289 @@
+"""``terrapod`` command line: serve, migrate, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from terrapod.config import ConfigFileMissing, Settings, load_settings
+
+app = typer.Typer(
+    help="Terrapod: a self-hosted platform for running Terraform as a team (TFE V2 API).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+admin_app = typer.Typer(
+    help="Administer users, organizations and tokens directly in the database.",
+    no_args_is_help=True,
+)
+app.add_typer(admin_app, name="admin")
+
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (SQLite file, objects, keys). Env: TERRAPOD_DATA_DIR"),
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        typer.echo("Invalid Terrapod settings:\n" + "\n".join(lines), err=True)
+        raise typer.Exit(2) from None
+    except ConfigFileMissing as exc:
+        typer.echo(f"Invalid Terrapod settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on. Env: TERRAPOD_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on. Env: TERRAPOD_PORT")] = None,
+    data_dir: DataDir = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM server certificate (chain).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert.")] = None,
+    dev_tls: Annotated[
+        bool,
+        typer.Option(
+            "--dev-tls",
+            help="Create a local CA and server certificate in <data-dir>/tls (once) and serve "
+            "HTTPS with them; prints how to point terraform at this server.",
+        ),
+    ] = False,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply database migrations before starting.")
+    ] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL only).")] = 1,
+) -> None:
+    """Start the Terrapod server (API, built-in agent, scheduler)."""
+    import uvicorn
+
+    from terrapod.db.migrate import upgrade
+    from terrapod.observability.logging import configure_logging
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    if (tls_cert is None) != (tls_key is None):
+        typer.echo("--tls-cert and --tls-key go together", err=True)
+        raise typer.Exit(2)
+    if dev_tls and tls_cert is not None:
+        typer.echo("--dev-tls cannot be combined with --tls-cert/--tls-key", err=True)
+        raise typer.Exit(2)
+    if workers > 1 and settings.is_sqlite:
+        typer.echo("--workers > 1 needs PostgreSQL (TERRAPOD_DATABASE__URL)", err=True)
+        raise typer.Exit(2)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        upgrade(settings)
+    if dev_tls:
+        from terrapod.devtls import create_dev_tls
+
+        names = sorted({"localhost", "127.0.0.1", "::1", settings.host} - {"0.0.0.0", "::"})
+        paths = create_dev_tls(settings.data_dir / "tls", names)
+        tls_cert, tls_key = paths.server_cert, paths.server_key
+        _print_terraform_hints(settings, paths.ca_cert)
+    os.environ.setdefault("TERRAPOD_DATA_DIR", str(settings.data_dir))
+    config = uvicorn.Config(
+        "terrapod.asgi:app" if workers > 1 else _app_factory(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def _app_factory(settings: Settings) -> Any:
+    from terrapod.app import create_app
+
+    return create_app(settings)
+
+
+def _print_terraform_hints(settings: Settings, ca_cert: Path) -> None:
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else settings.host
+    address = f"{host}:{settings.port}"
+    typer.echo(
+        f"""
+  Terrapod is serving HTTPS at https://{address} with a development CA.
+  To point terraform at it:
+
+    export SSL_CERT_FILE={ca_cert.resolve()}
+    # the token variable's name contains a colon, so set it with env(1):
+    env 'TF_TOKEN_{address}=<your token>' terraform init
+    # or put this in your CLI config file (~/.terraformrc):
+    credentials "{address}" {{
+      token = "<your token>"
+    }}
+
+  and in your configuration:
+
+    terraform {{
+      cloud {{
+        hostname     = "{address}"
+        organization = "{settings.default_organization}"
+        workspaces {{ name = "my-workspace" }}
+      }}
+    }}
+"""
+    )
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply database migrations up to the newest schema, then exit."""
+    from terrapod.db.migrate import upgrade
+
+    settings = _settings(data_dir=data_dir)
+    upgrade(settings)
+    typer.echo("database is at the newest schema")
+
+
+def _run_admin(settings: Settings, action: Callable[..., Awaitable[T]]) -> T:
+    from terrapod.auth.service import TokenService
+    from terrapod.auth.tokens import PrincipalCache
+    from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
+    from terrapod.db.migrate import upgrade
+    from terrapod.errors import DomainError
+
+    upgrade(settings)
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                await session.connection(execution_options={WRITE_OPTION: True})
+                result = await action(session, TokenService(PrincipalCache(0)))
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(payload, indent=2))
+
+
+@admin_app.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    email: Annotated[str, typer.Option(help="Email address.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make a platform administrator.")] = False,
+    organization: Annotated[
+        str | None, typer.Option(help="Add the user to this organization.")
+    ] = None,
+    role: Annotated[str, typer.Option(help="Role in --organization: owner or member.")] = "member",
+    token: Annotated[bool, typer.Option("--token", help="Also issue an API token and print it.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a user, optionally with an organization role and an API token."""
+    from terrapod.auth.principal import SYSTEM
+    from terrapod.organizations import service as organizations
+    from terrapod.users import service as users
+
+    async def action(session: Any, tokens: Any) -> dict[str, Any]:
+        user = await users.create_user(session, SYSTEM, username=username, email=email, is_admin=admin)
+        out: dict[str, Any] = {"id": user.id, "username": user.username}
+        if organization:
+            org = await organizations.get_by_name(session, SYSTEM, organization)
+            await organizations.add_member(session, SYSTEM, org, user.id, role)
+            out["organization"] = org.name
+            out["role"] = role
+        if token:
+            issued = await tokens.create_user_token(session, SYSTEM, user.id, description="created by terrapod admin")
+            out["token"] = issued.plaintext
+        return out
+
+    _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
+@admin_app.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    email: Annotated[str, typer.Option(help="Contact email.")],
+    owner: Annotated[str | None, typer.Option(help="Username or email of its owner.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an organization."""
+    from terrapod.auth.principal import SYSTEM
+    from terrapod.errors import NotFound
+    from terrapod.organizations import service as organizations
+    from terrapod.users import service as users
+
+    async def action(session: Any, _tokens: Any) -> dict[str, Any]:
+        owner_id = None
+        if owner:
+            user = await users.find_user(session, owner)
+            if user is None:
+                raise NotFound(f"no user {owner!r}")
+            owner_id = user.id
+        org = await organizations.create(session, SYSTEM, {"name": name, "email": email}, owner_id=owner_id)
+        return {"id": org.id, "name": org.name}
+
+    _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
+@admin_app.command("create-token")
+def create_token(
+    user: Annotated[
+        str | None, typer.Option(help="Issue a user token for this username or email.")
+    ] = None,
+    organization: Annotated[
+        str | None, typer.Option(help="Issue (replace) this organization's token instead.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Issue an API token for automation and print it (the only time it is shown)."""
+    from terrapod.auth.principal import SYSTEM
+    from terrapod.errors import NotFound
+    from terrapod.organizations import service as organizations
+    from terrapod.users import service as users
+
+    if (user is None) == (organization is None):
+        typer.echo("give exactly one of --user or --organization", err=True)
+        raise typer.Exit(2)
+
+    async def action(session: Any, tokens: Any) -> dict[str, Any]:
+        if user is not None:
+            found = await users.find_user(session, user)
+            if found is None:
+                raise NotFound(f"no user {user!r}")
+            issued = await tokens.create_user_token(session, SYSTEM, found.id, description=description)
+        else:
+            org = await organizations.get_by_name(session, SYSTEM, organization or "")
+            issued = await tokens.create_org_token(session, SYSTEM, org, description=description)
+        return {"id": issued.token.id, "token": issued.plaintext}
+
+    _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,182 @@
+"""Terrapod's one Settings object.
+
+Values come from, highest priority first: arguments passed in code (the CLI's flags),
+``TERRAPOD_*`` environment variables (``__`` separates nesting levels, e.g.
+``TERRAPOD_STORAGE__S3__BUCKET``), an optional YAML file named by ``TERRAPOD_CONFIG_FILE``,
+and the defaults below. The defaults are the embedded shape: SQLite and filesystem storage
+under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: SQLite file terrapod.db in the data dir. "
+        "PostgreSQL: postgresql://user@host:5432/dbname",
+    )
+    pool_size: int = Field(default=20, ge=1, le=500)
+    max_overflow: int = Field(default=10, ge=0, le=500)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split(":", 1)[0]
+        if scheme not in {
+            "sqlite",
+            "sqlite+aiosqlite",
+            "postgresql",
+            "postgres",
+            "postgresql+asyncpg",
+        }:
+            raise ValueError(
+                f"unsupported database scheme {scheme!r}: use sqlite:/// or postgresql://"
+            )
+        return value
+
+
+class S3Settings(BaseModel):
+    bucket: str | None = None
+    endpoint_url: str | None = Field(
+        default=None, description="For S3-compatible stores (MinIO, Ceph, …)"
+    )
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    prefix: str = Field(default="", description="Key prefix inside the bucket")
+    multipart_chunk_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    path: Path | None = Field(
+        default=None, description="Filesystem back-end root. Unset: <data_dir>/objects"
+    )
+    s3: S3Settings = S3Settings()
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError("storage.backend is s3 but storage.s3.bucket is not set")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TERRAPOD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default=Path("data"), description="Where embedded state lives")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=1, le=65535)
+    external_url: str | None = Field(
+        default=None,
+        description="Public base URL (https://terrapod.example.com). Unset: taken from each "
+        "request's Host header.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Master secret for URL signatures and encryption at rest. Unset: "
+        "generated once in <data_dir>/secret.key (mode 0600).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Becomes the bootstrap admin's API token at first start."
+    )
+    admin_username: str = "admin"
+    admin_email: str = "admin@localhost"
+    default_organization: str = "default"
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    signed_url_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    token_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
+    )
+    builtin_agent: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("TERRAPOD_CONFIG_FILE")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ConfigFileMissing(config_file)
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("external_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("external_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @cached_property
+    def database_url(self) -> str:
+        """The async SQLAlchemy URL actually used."""
+        url = self.database.url or f"sqlite:///{(self.data_dir / 'terrapod.db').resolve()}"
+        scheme, rest = url.split(":", 1)
+        scheme = {
+            "sqlite": "sqlite+aiosqlite",
+            "postgres": "postgresql+asyncpg",
+            "postgresql": "postgresql+asyncpg",
+        }.get(scheme, scheme)
+        return f"{scheme}:{rest}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def storage_path(self) -> Path:
+        return self.storage.path or self.data_dir / "objects"
+
+
+class ConfigFileMissing(ValueError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"TERRAPOD_CONFIG_FILE names {path!r}, which does not exist")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings; raises pydantic.ValidationError or ConfigFileMissing when invalid."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

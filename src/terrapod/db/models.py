@@ -1,0 +1,7 @@
+"""Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from terrapod.auth import models as auth_models
+from terrapod.organizations import models as organization_models
+from terrapod.users import models as user_models
+
+__all__ = ["auth_models", "organization_models", "user_models"]

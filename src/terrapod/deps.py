@@ -1,0 +1,91 @@
+"""FastAPI dependency aliases shared by every router.
+
+``SessionDep`` is the request's one database session: it commits when the route returns and
+rolls back when it raises, before the response is sent (``scope="function"``), so a client
+that sees 2xx knows its change is durable. The principal is resolved on the same session, so
+a request never holds more than one connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from terrapod.auth.principal import Principal
+from terrapod.auth.service import TokenService
+from terrapod.config import Settings
+from terrapod.db.engine import WRITE_OPTION
+from terrapod.errors import Unauthenticated
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        if request.method not in _READ_METHODS:
+            # Tells the SQLite engine to BEGIN IMMEDIATE (see db/engine.py); no-op on PostgreSQL.
+            await session.connection(execution_options={WRITE_OPTION: True})
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def current_principal(request: Request, session: SessionDep) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("an API token is required: send Authorization: Bearer <token>")
+    tokens: TokenService = request.app.state.tokens
+    principal = await tokens.resolve(session, token)
+    if principal is None:
+        raise Unauthenticated("the API token is invalid, expired or revoked")
+    if principal.token_id is not None:
+        request.app.state.token_usage.touch(principal.token_id)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_token_service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.tokens
+    return service
+
+
+TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
+
+
+def base_url(request: Request) -> str:
+    """Absolute base URL for links handed to clients (upload URLs, log URLs)."""
+    settings: Settings = request.app.state.settings
+    if settings.external_url:
+        return settings.external_url
+    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"

@@ -1,0 +1,145 @@
+"""Reading JSON:API request documents with errors that name the bad field.
+
+Attribute models are Pydantic models whose field names are the snake_case of TFE's dasherized
+attribute names (see :class:`Attributes`). Unknown attributes are ignored, as TFE does; wrong
+types are 422 with ``source.pointer`` at the attribute; broken JSON is 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+
+from terrapod.errors import BadRequest, Invalid, PayloadTooLarge
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+A = TypeVar("A", bound=BaseModel)
+
+
+def dasherize(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class Attributes(BaseModel):
+    """Base for request attribute models: dasherized aliases, strict types, extras ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=dasherize, populate_by_name=True, extra="ignore", strict=True
+    )
+
+
+@dataclass
+class Parsed(Generic[A]):
+    type: str
+    id: str | None
+    attributes: A
+    relationships: dict[str, Any] = field(default_factory=dict)
+    # Attribute names the client actually sent (dasherized), to tell "absent" from "null".
+    sent: frozenset[str] = frozenset()
+
+
+async def read_json(request: Request, *, max_body: int | None = None) -> Any:
+    """Read and decode the body, refusing bodies over the limit before reading them whole."""
+    limit = max_body or getattr(request.app.state, "max_request_body_bytes", DEFAULT_MAX_BODY)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length header is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit} byte limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest("request body is empty; a JSON:API document is required", pointer="")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", pointer="") from exc
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    parts = [dasherize(str(p)) if isinstance(p, str) else str(p) for p in loc]
+    return "/data/attributes/" + "/".join(parts)
+
+
+def _message(error: dict[str, Any]) -> str:
+    loc = ".".join(dasherize(str(p)) for p in error["loc"]) or "attributes"
+    return f"{loc}: {error['msg']}"
+
+
+def validate_attributes(model: type[A], raw: Any) -> A:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise Invalid("attributes must be an object", pointer="/data/attributes")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Invalid(_message(dict(first)), pointer=_pointer(tuple(first["loc"]))) from exc
+
+
+async def parse_resource(
+    request: Request,
+    model: type[A],
+    *,
+    types: set[str] | None = None,
+    require_type: bool = False,
+) -> Parsed[A]:
+    """Parse ``{"data": {"type": …, "attributes": {…}, "relationships": {…}}}``.
+
+    ``types`` lists the acceptable ``data.type`` values. TFE clients are not consistent
+    (terraform sends ``"type": ""`` on lock; go-tfe sends singular names on some endpoints),
+    so a type mismatch is only an error when ``require_type`` is set.
+    """
+    body = await read_json(request)
+    if not isinstance(body, dict) or "data" not in body:
+        raise BadRequest("request body must be a JSON:API document with a data member", pointer="")
+    data = body["data"]
+    if not isinstance(data, dict):
+        raise BadRequest("data must be an object", pointer="/data")
+    type_ = data.get("type", "")
+    if not isinstance(type_, str):
+        raise Invalid("type must be a string", pointer="/data/type")
+    if require_type and types and type_ not in types:
+        expected = " or ".join(sorted(types))
+        raise Invalid(f"type must be {expected}, got {type_!r}", pointer="/data/type")
+    id_ = data.get("id")
+    if id_ is not None and not isinstance(id_, str):
+        raise Invalid("id must be a string", pointer="/data/id")
+    relationships = data.get("relationships") or {}
+    if not isinstance(relationships, dict):
+        raise Invalid("relationships must be an object", pointer="/data/relationships")
+    raw_attrs = data.get("attributes")
+    attributes = validate_attributes(model, raw_attrs)
+    sent = frozenset(raw_attrs.keys()) if isinstance(raw_attrs, dict) else frozenset()
+    return Parsed(type_, id_, attributes, relationships, sent)
+
+
+def relationship_id(relationships: dict[str, Any], name: str, type_: str | None = None) -> str | None:
+    """The id of a to-one relationship, validated; None when the relationship is absent."""
+    rel = relationships.get(name)
+    if rel is None:
+        return None
+    pointer = f"/data/relationships/{name}"
+    if not isinstance(rel, dict) or "data" not in rel:
+        raise Invalid(f"relationship {name} must be an object with data", pointer=pointer)
+    data = rel["data"]
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise Invalid(f"relationship {name} needs data.id", pointer=pointer + "/data")
+    if type_ is not None and data.get("type") not in (None, type_):
+        raise Invalid(f"relationship {name} must be of type {type_}", pointer=pointer + "/data/type")
+    return str(data["id"])

@@ -1,0 +1,85 @@
+"""Organization routes: parse, one service call, serialize."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from terrapod.deps import PrincipalDep, SessionDep
+from terrapod.jsonapi.documents import document, no_content
+from terrapod.jsonapi.openapi import jsonapi_body
+from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.parsing import parse_resource
+from terrapod.organizations import service
+from terrapod.organizations.schemas import (
+    OrganizationAttributes,
+    serialize,
+    serialize_entitlements,
+)
+
+router = APIRouter(prefix="/api/v2", tags=["organizations"])
+
+TYPES = {"organizations", "organization"}
+
+
+@router.get("/organizations", operation_id="listOrganizations")
+async def list_organizations(
+    request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    page = page_params(request)
+    orgs, total = await service.list_visible(
+        session, principal, offset=page.offset, limit=page.size
+    )
+    meta, links = pagination(request, page, total)
+    return document([serialize(o, principal) for o in orgs], meta=meta, links=links)
+
+
+@router.post(
+    "/organizations",
+    operation_id="createOrganization",
+    status_code=201,
+    openapi_extra=jsonapi_body(OrganizationAttributes, "organizations"),
+)
+async def create_organization(
+    request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    body = await parse_resource(request, OrganizationAttributes, types=TYPES)
+    org = await service.create(
+        session, principal, body.attributes.model_dump(exclude_none=True)
+    )
+    return document(serialize(org, principal), status_code=201)
+
+
+@router.get("/organizations/{name}", operation_id="showOrganization")
+async def show_organization(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    org = await service.get_by_name(session, principal, name)
+    return document(serialize(org, principal))
+
+
+@router.patch(
+    "/organizations/{name}",
+    operation_id="updateOrganization",
+    openapi_extra=jsonapi_body(OrganizationAttributes, "organizations"),
+)
+async def update_organization(
+    name: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    body = await parse_resource(request, OrganizationAttributes, types=TYPES)
+    org = await service.get_by_name(session, principal, name)
+    values = body.attributes.model_dump(exclude_unset=True)
+    org = await service.update(session, principal, org, values)
+    return document(serialize(org, principal))
+
+
+@router.delete("/organizations/{name}", operation_id="deleteOrganization", status_code=204)
+async def delete_organization(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    org = await service.get_by_name(session, principal, name)
+    await service.delete(session, principal, org)
+    return no_content()
+
+
+@router.get("/organizations/{name}/entitlement-set", operation_id="showEntitlementSet")
+async def entitlement_set(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    org = await service.get_by_name(session, principal, name)
+    return document(serialize_entitlements(org, service.ENTITLEMENTS))

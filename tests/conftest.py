@@ -1,0 +1,34 @@
+"""Fixtures shared by every tier: settings and a migrated database per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from terrapod.config import Settings
+from terrapod.db.migrate import upgrade
+from tests.databases import BACKENDS, temporary_database
+
+ADMIN_TOKEN = "tpod.test-admin-token-0123456789abcdefghijklmnop"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def migrated_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings for a database built by the Alembic migrations, once per backend."""
+    data_dir = tmp_path_factory.mktemp(f"data-{backend}")
+    with temporary_database(backend, data_dir) as url:
+        settings = Settings(
+            data_dir=data_dir,
+            database={"url": url, "pool_size": 5},
+            admin_token=ADMIN_TOKEN,
+            log_format="console",
+            log_level="warning",
+        )
+        upgrade(settings)
+        yield settings
