@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
-from terrapod.auth.principal import SYSTEM
+from terrapod.access.principal import SYSTEM
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.organizations import service as organizations
 from terrapod.users import service as users

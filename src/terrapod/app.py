@@ -28,8 +28,8 @@ from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
 from terrapod.organizations import api as organizations_api
-from terrapod.storage import build_object_store
 from terrapod.storage import api as storage_api
+from terrapod.storage import build_object_store
 from terrapod.storage.signing import UrlSigner
 from terrapod.system import api as system_api
 from terrapod.system.api import DOCS_STATIC_DIR
@@ -84,7 +84,7 @@ async def _flush_token_usage(app: FastAPI) -> None:
             await session.connection(execution_options={WRITE_OPTION: True})
             await app.state.tokens.record_usage(session, used)
             await session.commit()
-    except Exception:  # noqa: BLE001 - usage stamps are best effort; never crash the server
+    except Exception:
         log.exception("token usage flush failed")
 
 
@@ -104,7 +104,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ())]
         where, name = (loc[0], loc[-1]) if loc else ("request", "")
-        detail = f"{where} parameter {name!r}: {first.get('msg')}" if name else str(first.get("msg"))
+        detail = (
+            f"{where} parameter {name!r}: {first.get('msg')}" if name else str(first.get("msg"))
+        )
         status = 422 if where == "body" else 400
         return error_response(status, detail)
 
@@ -117,7 +119,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", error=type(exc).__name__)
+        log.error("unhandled error", error=type(exc).__name__, exc_info=exc)
         return error_response(500, "internal error; the server log has the details")
 
 
@@ -139,7 +141,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.max_request_body_bytes = settings.max_request_body_bytes
     app.state.tokens = TokenService(PrincipalCache(settings.token_cache_ttl_seconds))
     app.state.token_usage = UsageRecorder()
-    app.state.url_signer = UrlSigner(derive_key(master, "signed-urls"), settings.signed_url_ttl_seconds)
+    app.state.url_signer = UrlSigner(
+        derive_key(master, "signed-urls"), settings.signed_url_ttl_seconds
+    )
     _install_error_handlers(app)
     for router in (
         system_api.router,

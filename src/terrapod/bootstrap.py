@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from terrapod.auth.principal import SYSTEM
+from terrapod.access.principal import SYSTEM
 from terrapod.auth.service import TokenService
 from terrapod.config import Settings
 from terrapod.db.engine import WRITE_OPTION

@@ -30,7 +30,9 @@ T = TypeVar("T")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data directory (SQLite file, objects, keys). Env: TERRAPOD_DATA_DIR"),
+    typer.Option(
+        "--data-dir", help="Data directory (SQLite file, objects, keys). Env: TERRAPOD_DATA_DIR"
+    ),
 ]
 
 
@@ -38,9 +40,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**overrides)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        ]
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         typer.echo("Invalid Terrapod settings:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
     except ConfigFileMissing as exc:
@@ -50,7 +50,9 @@ def _settings(**overrides: Any) -> Settings:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on. Env: TERRAPOD_HOST")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on. Env: TERRAPOD_HOST")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on. Env: TERRAPOD_PORT")] = None,
     data_dir: DataDir = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM server certificate (chain).")] = None,
@@ -197,16 +199,20 @@ def create_user(
         str | None, typer.Option(help="Add the user to this organization.")
     ] = None,
     role: Annotated[str, typer.Option(help="Role in --organization: owner or member.")] = "member",
-    token: Annotated[bool, typer.Option("--token", help="Also issue an API token and print it.")] = False,
+    token: Annotated[
+        bool, typer.Option("--token", help="Also issue an API token and print it.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create a user, optionally with an organization role and an API token."""
-    from terrapod.auth.principal import SYSTEM
+    from terrapod.access.principal import SYSTEM
     from terrapod.organizations import service as organizations
     from terrapod.users import service as users
 
     async def action(session: Any, tokens: Any) -> dict[str, Any]:
-        user = await users.create_user(session, SYSTEM, username=username, email=email, is_admin=admin)
+        user = await users.create_user(
+            session, SYSTEM, username=username, email=email, is_admin=admin
+        )
         out: dict[str, Any] = {"id": user.id, "username": user.username}
         if organization:
             org = await organizations.get_by_name(session, SYSTEM, organization)
@@ -214,7 +220,9 @@ def create_user(
             out["organization"] = org.name
             out["role"] = role
         if token:
-            issued = await tokens.create_user_token(session, SYSTEM, user.id, description="created by terrapod admin")
+            issued = await tokens.create_user_token(
+                session, SYSTEM, user.id, description="created by terrapod admin"
+            )
             out["token"] = issued.plaintext
         return out
 
@@ -229,7 +237,7 @@ def create_org(
     data_dir: DataDir = None,
 ) -> None:
     """Create an organization."""
-    from terrapod.auth.principal import SYSTEM
+    from terrapod.access.principal import SYSTEM
     from terrapod.errors import NotFound
     from terrapod.organizations import service as organizations
     from terrapod.users import service as users
@@ -241,7 +249,9 @@ def create_org(
             if user is None:
                 raise NotFound(f"no user {owner!r}")
             owner_id = user.id
-        org = await organizations.create(session, SYSTEM, {"name": name, "email": email}, owner_id=owner_id)
+        org = await organizations.create(
+            session, SYSTEM, {"name": name, "email": email}, owner_id=owner_id
+        )
         return {"id": org.id, "name": org.name}
 
     _emit(_run_admin(_settings(data_dir=data_dir), action))
@@ -259,7 +269,7 @@ def create_token(
     data_dir: DataDir = None,
 ) -> None:
     """Issue an API token for automation and print it (the only time it is shown)."""
-    from terrapod.auth.principal import SYSTEM
+    from terrapod.access.principal import SYSTEM
     from terrapod.errors import NotFound
     from terrapod.organizations import service as organizations
     from terrapod.users import service as users
@@ -273,7 +283,9 @@ def create_token(
             found = await users.find_user(session, user)
             if found is None:
                 raise NotFound(f"no user {user!r}")
-            issued = await tokens.create_user_token(session, SYSTEM, found.id, description=description)
+            issued = await tokens.create_user_token(
+                session, SYSTEM, found.id, description=description
+            )
         else:
             org = await organizations.get_by_name(session, SYSTEM, organization or "")
             issued = await tokens.create_org_token(session, SYSTEM, org, description=description)

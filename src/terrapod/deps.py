@@ -15,8 +15,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
-from terrapod.auth.principal import Principal
-from terrapod.auth.service import TokenService
+from terrapod.access.principal import Principal, PrincipalResolver
 from terrapod.config import Settings
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.errors import Unauthenticated
@@ -54,7 +53,7 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("an API token is required: send Authorization: Bearer <token>")
-    tokens: TokenService = request.app.state.tokens
+    tokens: PrincipalResolver = request.app.state.tokens
     principal = await tokens.resolve(session, token)
     if principal is None:
         raise Unauthenticated("the API token is invalid, expired or revoked")
@@ -73,14 +72,6 @@ def get_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def get_token_service(request: Request) -> TokenService:
-    service: TokenService = request.app.state.tokens
-    return service
-
-
-TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
 
 
 def base_url(request: Request) -> str:

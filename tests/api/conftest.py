@@ -44,6 +44,9 @@ async def admin(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=transport,
         base_url="https://terrapod.test",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/vnd.api+json"},
+        headers={
+            "Authorization": f"Bearer {ADMIN_TOKEN}",
+            "Content-Type": "application/vnd.api+json",
+        },
     ) as client:
         yield client

@@ -6,7 +6,11 @@ import httpx
 
 
 async def test_no_token_is_401(anon: httpx.AsyncClient) -> None:
-    for path in ("/api/v2/organizations", "/api/v2/organizations/default", "/api/v2/account/details"):
+    for path in (
+        "/api/v2/organizations",
+        "/api/v2/organizations/default",
+        "/api/v2/account/details",
+    ):
         r = await anon.get(path)
         assert r.status_code == 401
         assert r.headers["content-type"] == "application/vnd.api+json"
@@ -32,7 +36,9 @@ async def test_not_a_document_is_400(admin: httpx.AsyncClient) -> None:
 
 
 async def test_attributes_must_be_an_object(admin: httpx.AsyncClient) -> None:
-    r = await admin.post("/api/v2/organizations", json={"data": {"type": "organizations", "attributes": []}})
+    r = await admin.post(
+        "/api/v2/organizations", json={"data": {"type": "organizations", "attributes": []}}
+    )
     assert r.status_code == 422
     assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes"
 

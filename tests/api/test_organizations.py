@@ -94,7 +94,9 @@ async def test_other_orgs_owner_gets_404_not_403(app: FastAPI) -> None:
     outsider = await make_user(app, organization="theirs", role="owner")
     async with outsider.client(app) as c:
         for method in ("GET", "PATCH", "DELETE"):
-            r = await c.request(method, "/api/v2/organizations/default", json=org_body(email="a@b.test"))
+            r = await c.request(
+                method, "/api/v2/organizations/default", json=org_body(email="a@b.test")
+            )
             assert r.status_code == 404, method
         assert (await c.get("/api/v2/organizations/default/entitlement-set")).status_code == 404
 
@@ -115,8 +117,14 @@ async def test_create_validates_fields(admin: httpx.AsyncClient) -> None:
         (org_body(name="has space", email="a@b.test"), "/data/attributes/name"),
         (org_body(name="ok", email="not-an-email"), "/data/attributes/email"),
         (org_body(name=12, email="a@b.test"), "/data/attributes/name"),
-        (org_body(name="ok", email="a@b.test", **{"session-timeout": "soon"}), "/data/attributes/session-timeout"),
-        (org_body(name="ok", email="a@b.test", **{"default-execution-mode": "cloud"}), "/data/attributes/default-execution-mode"),
+        (
+            org_body(name="ok", email="a@b.test", **{"session-timeout": "soon"}),
+            "/data/attributes/session-timeout",
+        ),
+        (
+            org_body(name="ok", email="a@b.test", **{"default-execution-mode": "cloud"}),
+            "/data/attributes/default-execution-mode",
+        ),
     ]
     for body, pointer in cases:
         r = await admin.post("/api/v2/organizations", json=body)

@@ -7,6 +7,7 @@ pytfe raises ``AuthError`` for 401/403, ``NotFound`` for 404 and ``TFEError`` (w
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 
@@ -35,10 +36,8 @@ def org(tfe: TFEClient) -> Iterator[str]:
     name = unique("e2e-org")
     tfe.organizations.create(OrganizationCreateOptions(name=name, email=f"{name}@example.test"))
     yield name
-    try:
+    with contextlib.suppress(NotFound):
         tfe.organizations.delete(name)
-    except NotFound:
-        pass
 
 
 def test_organizations_side_by_side_create_read_list_update_delete(tfe: TFEClient) -> None:

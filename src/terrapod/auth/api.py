@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
 from terrapod.auth.schemas import TokenAttributes, serialize
-from terrapod.deps import PrincipalDep, SessionDep, TokenServiceDep
+from terrapod.auth.service import TokenService
+from terrapod.deps import PrincipalDep, SessionDep
 from terrapod.errors import Invalid
 from terrapod.jsonapi.documents import document, no_content
 from terrapod.jsonapi.openapi import jsonapi_body
@@ -18,6 +21,14 @@ from terrapod.organizations import service as organizations
 router = APIRouter(prefix="/api/v2", tags=["tokens"])
 
 TYPES = {"authentication-tokens", "authentication-token"}
+
+
+def _token_service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.tokens
+    return service
+
+
+TokenServiceDep = Annotated[TokenService, Depends(_token_service)]
 
 
 @router.post(

@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.auth.models import Token
-from terrapod.auth.permissions import Action, authorize
-from terrapod.auth.principal import Principal
+from terrapod.access.permissions import Action, authorize
+from terrapod.access.principal import Principal
 from terrapod.auth.tokens import PrincipalCache, generate_token, hash_token
 from terrapod.db.ids import new_id
 from terrapod.errors import Invalid, NotFound
@@ -62,7 +62,7 @@ class TokenService:
                     Membership.user_id == user.id
                 )
             )
-            roles = {org_id: role for org_id, role in memberships}
+            roles = dict(memberships.tuples().all())
             principal = Principal(
                 kind="user",
                 token_id=token.id,
@@ -121,22 +121,36 @@ class TokenService:
         if await session.get(User, user_id) is None:
             raise NotFound("user not found")
         where = (Token.user_id == user_id, Token.kind == KIND_USER)
-        total = (await session.execute(select(func.count()).select_from(Token).where(*where))).scalar_one()
+        total = (
+            await session.execute(select(func.count()).select_from(Token).where(*where))
+        ).scalar_one()
         rows = (
-            await session.execute(
-                select(Token).where(*where).order_by(Token.created_at, Token.id).offset(offset).limit(limit)
+            (
+                await session.execute(
+                    select(Token)
+                    .where(*where)
+                    .order_by(Token.created_at, Token.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         return rows, total
 
     async def get_token(self, session: AsyncSession, principal: Principal, token_id: str) -> Token:
         token = await session.get(Token, token_id)
         if token is None or token.kind != KIND_USER or token.user_id is None:
             raise NotFound("authentication token not found")
-        authorize(principal, Action.USER_MANAGE_TOKENS, user_id=token.user_id, what="authentication token")
+        authorize(
+            principal, Action.USER_MANAGE_TOKENS, user_id=token.user_id, what="authentication token"
+        )
         return token
 
-    async def delete_token(self, session: AsyncSession, principal: Principal, token_id: str) -> None:
+    async def delete_token(
+        self, session: AsyncSession, principal: Principal, token_id: str
+    ) -> None:
         token = await self.get_token(session, principal, token_id)
         await session.delete(token)
         await session.flush()
@@ -153,10 +167,17 @@ class TokenService:
         expired_at: datetime | None = None,
         description: str | None = None,
     ) -> IssuedToken:
-        authorize(principal, Action.ORG_MANAGE_TOKENS, organization_id=organization.id, what="organization")
+        authorize(
+            principal,
+            Action.ORG_MANAGE_TOKENS,
+            organization_id=organization.id,
+            what="organization",
+        )
         _check_expiry(expired_at)
         await session.execute(
-            delete(Token).where(Token.organization_id == organization.id, Token.kind == KIND_ORGANIZATION)
+            delete(Token).where(
+                Token.organization_id == organization.id, Token.kind == KIND_ORGANIZATION
+            )
         )
         self.cache.clear()
         return await self._issue(
@@ -172,7 +193,12 @@ class TokenService:
     async def get_org_token(
         self, session: AsyncSession, principal: Principal, organization: Organization
     ) -> Token:
-        authorize(principal, Action.ORG_MANAGE_TOKENS, organization_id=organization.id, what="organization")
+        authorize(
+            principal,
+            Action.ORG_MANAGE_TOKENS,
+            organization_id=organization.id,
+            what="organization",
+        )
         token = (
             await session.execute(
                 select(Token).where(

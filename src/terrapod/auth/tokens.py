@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from terrapod.auth.principal import Principal
+from terrapod.access.principal import Principal
 
-TOKEN_PREFIX = "tpod."
+TOKEN_PREFIX = "tpod."  # noqa: S105 - a marker for secret scanners, not a secret
 
 
 def generate_token() -> str:

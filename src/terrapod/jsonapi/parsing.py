@@ -45,7 +45,8 @@ class Parsed(Generic[A]):
 
 async def read_json(request: Request, *, max_body: int | None = None) -> Any:
     """Read and decode the body, refusing bodies over the limit before reading them whole."""
-    limit = max_body or getattr(request.app.state, "max_request_body_bytes", DEFAULT_MAX_BODY)
+    configured: int = getattr(request.app.state, "max_request_body_bytes", DEFAULT_MAX_BODY)
+    limit = max_body or configured
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -127,7 +128,9 @@ async def parse_resource(
     return Parsed(type_, id_, attributes, relationships, sent)
 
 
-def relationship_id(relationships: dict[str, Any], name: str, type_: str | None = None) -> str | None:
+def relationship_id(
+    relationships: dict[str, Any], name: str, type_: str | None = None
+) -> str | None:
     """The id of a to-one relationship, validated; None when the relationship is absent."""
     rel = relationships.get(name)
     if rel is None:
@@ -141,5 +144,7 @@ def relationship_id(relationships: dict[str, Any], name: str, type_: str | None 
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise Invalid(f"relationship {name} needs data.id", pointer=pointer + "/data")
     if type_ is not None and data.get("type") not in (None, type_):
-        raise Invalid(f"relationship {name} must be of type {type_}", pointer=pointer + "/data/type")
+        raise Invalid(
+            f"relationship {name} must be of type {type_}", pointer=pointer + "/data/type"
+        )
     return str(data["id"])

@@ -94,28 +94,24 @@ class ObservabilityMiddleware:
     def client_ip(self, scope: Scope) -> str | None:
         """The caller's address; X-Forwarded-For is believed only from configured proxies."""
         client = scope.get("client")
-        peer = client[0] if client else None
-        if peer is None or not self.trusted:
-            return peer
-        try:
-            peer_ip = ipaddress.ip_address(peer)
-        except ValueError:
-            return peer
-        if not any(peer_ip in net for net in self.trusted):
+        peer: str | None = client[0] if client else None
+        if peer is None or not self._is_trusted(peer):
             return peer
         for name, value in scope.get("headers", []):
             if name == b"x-forwarded-for":
-                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-                # Walk from the nearest hop back; the first untrusted one is the client.
-                for hop in reversed(hops):
-                    try:
-                        ip = ipaddress.ip_address(hop)
-                    except ValueError:
-                        return peer
-                    if not any(ip in net for net in self.trusted):
-                        return hop
-                return hops[0] if hops else peer
+                hops: list[str] = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                # Walk back from the nearest hop; the first untrusted address is the client.
+                untrusted = [hop for hop in reversed(hops) if not self._is_trusted(hop)]
+                return untrusted[0] if untrusted else (hops[0] if hops else peer)
         return peer
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            # A malformed hop is never trusted, so the walk stops there.
+            return False
+        return any(ip in net for net in self.trusted)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -45,9 +45,7 @@ async def create_organization(
     request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     body = await parse_resource(request, OrganizationAttributes, types=TYPES)
-    org = await service.create(
-        session, principal, body.attributes.model_dump(exclude_none=True)
-    )
+    org = await service.create(session, principal, body.attributes.model_dump(exclude_none=True))
     return document(serialize(org, principal), status_code=201)
 
 

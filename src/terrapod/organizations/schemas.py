@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from terrapod.auth.principal import Principal
+from terrapod.access.principal import Principal
 from terrapod.jsonapi.documents import Resource, iso, ref, resource
 from terrapod.jsonapi.parsing import Attributes
 from terrapod.organizations.models import Organization
@@ -60,9 +60,7 @@ def serialize(org: Organization, principal: Principal) -> Resource:
 
 
 def serialize_entitlements(org: Organization, entitlements: Entitlements) -> Resource:
-    attributes = {
-        name.replace("_", "-"): value for name, value in entitlements.__dict__.items()
-    }
+    attributes = {name.replace("_", "-"): value for name, value in entitlements.__dict__.items()}
     attributes["user-limit"] = None
     return resource(
         "entitlement-sets",

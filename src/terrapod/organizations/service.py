@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from terrapod.auth.permissions import Action, authorize
-from terrapod.auth.principal import Principal
+from terrapod.access.permissions import Action, authorize
+from terrapod.access.principal import Principal
 from terrapod.db.ids import new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Membership, Organization
@@ -127,17 +127,21 @@ async def list_visible(
             else list(principal.roles)
         )
         query = query.where(Organization.id.in_(visible))
-    total = (
-        await session.execute(select(func.count()).select_from(query.subquery()))
-    ).scalar_one()
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
     rows = (
-        await session.execute(query.order_by(Organization.name).offset(offset).limit(limit))
-    ).scalars().all()
+        (await session.execute(query.order_by(Organization.name).offset(offset).limit(limit)))
+        .scalars()
+        .all()
+    )
     return rows, total
 
 
 async def create(
-    session: AsyncSession, principal: Principal, values: dict[str, Any], *, owner_id: str | None = None
+    session: AsyncSession,
+    principal: Principal,
+    values: dict[str, Any],
+    *,
+    owner_id: str | None = None,
 ) -> Organization:
     """Create an organization; its creator (or ``owner_id``) becomes its owner."""
     authorize(principal, Action.ORG_CREATE)
@@ -146,12 +150,16 @@ async def create(
             raise Invalid(f"{required} is required", pointer=f"/data/attributes/{required}")
     _validate(values)
     await _ensure_name_free(session, values["name"])
-    org = Organization(id=new_id("org"), **{k: v for k, v in values.items() if k in SETTABLE and v is not None})
+    org = Organization(
+        id=new_id("org"), **{k: v for k, v in values.items() if k in SETTABLE and v is not None}
+    )
     session.add(org)
     await _flush(session)
     owner = owner_id or principal.user_id
     if owner is not None:
-        session.add(Membership(id=new_id("ou"), organization_id=org.id, user_id=owner, role="owner"))
+        session.add(
+            Membership(id=new_id("ou"), organization_id=org.id, user_id=owner, role="owner")
+        )
         await session.flush()
     return org
 
@@ -187,7 +195,9 @@ async def add_member(
         raise Invalid("role must be owner or member")
     existing = (
         await session.execute(
-            select(Membership).where(Membership.organization_id == org.id, Membership.user_id == user_id)
+            select(Membership).where(
+                Membership.organization_id == org.id, Membership.user_id == user_id
+            )
         )
     ).scalar_one_or_none()
     if existing is not None:
@@ -202,7 +212,7 @@ async def add_member(
 
 def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
     """The ``permissions`` block TFE returns on an organization."""
-    from terrapod.auth.permissions import can
+    from terrapod.access.permissions import can
 
     manage = can(principal, Action.ORG_UPDATE, organization_id=org.id)
     return {
@@ -238,15 +248,21 @@ def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
 async def _ensure_name_free(session: AsyncSession, name: str) -> None:
     taken = (
         await session.execute(
-            select(func.count()).select_from(Organization).where(func.lower(Organization.name) == name.lower())
+            select(func.count())
+            .select_from(Organization)
+            .where(func.lower(Organization.name) == name.lower())
         )
     ).scalar_one()
     if taken:
-        raise Conflict(f"organization name {name!r} is already taken", pointer="/data/attributes/name")
+        raise Conflict(
+            f"organization name {name!r} is already taken", pointer="/data/attributes/name"
+        )
 
 
 async def _flush(session: AsyncSession) -> None:
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent create won the race for the name
-        raise Conflict("organization name is already taken", pointer="/data/attributes/name") from exc
+        raise Conflict(
+            "organization name is already taken", pointer="/data/attributes/name"
+        ) from exc

@@ -18,6 +18,7 @@ are invisible to :meth:`list` and harmless.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -100,10 +101,8 @@ class _TempFile:
 
     def discard(self) -> None:
         self.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class FilesystemObjectStore:

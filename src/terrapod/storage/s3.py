@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import boto3  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from terrapod.storage.base import (
     Hasher,

@@ -26,4 +26,6 @@ async def account_details(session: SessionDep, principal: PrincipalDep) -> Respo
 @router.get("/users/{user_id}", operation_id="showUser")
 async def show_user(user_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
     user = await service.get_user(session, principal, user_id)
-    return document(serialize(user, include_email=principal.user_id == user.id or principal.is_admin))
+    return document(
+        serialize(user, include_email=principal.user_id == user.id or principal.is_admin)
+    )

@@ -8,8 +8,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from terrapod.auth.permissions import Action, authorize
-from terrapod.auth.principal import Principal
+from terrapod.access.permissions import Action, authorize
+from terrapod.access.principal import Principal
 from terrapod.db.ids import new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.users.models import User
@@ -53,7 +53,10 @@ async def create_user(
         await session.execute(
             select(func.count())
             .select_from(User)
-            .where((func.lower(User.username) == username.lower()) | (func.lower(User.email) == email.lower()))
+            .where(
+                (func.lower(User.username) == username.lower())
+                | (func.lower(User.email) == email.lower())
+            )
         )
     ).scalar_one()
     if taken:

@@ -31,8 +31,15 @@ PART_SIZE = MIN_PART_SIZE
 class Probe:
     """Everything a back-end stores, including what a store should have cleaned up."""
 
-    def __init__(self, store: ObjectStore, *, root: Path | None = None, s3: Any = None,
-                 bucket: str = "", prefix: str = "") -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        root: Path | None = None,
+        s3: Any = None,
+        bucket: str = "",
+        prefix: str = "",
+    ) -> None:
         self.store = store
         self._root = root
         self._s3 = s3
@@ -50,7 +57,7 @@ class Probe:
         pages = self._s3.get_paginator("list_objects_v2").paginate(
             Bucket=self._bucket, Prefix=self.prefix
         )
-        return sorted(o["Key"][len(self.prefix):] for p in pages for o in p.get("Contents", []))
+        return sorted(o["Key"][len(self.prefix) :] for p in pages for o in p.get("Contents", []))
 
     def purge(self) -> None:
         """Delete everything this store's S3 prefix holds."""

@@ -39,8 +39,10 @@ async def failing_after(data: bytes, error: Exception) -> AsyncIterator[bytes]:
     raise error
 
 
-async def read_all(store: ObjectStore, key: str, **kwargs: int | None) -> bytes:
-    async with await store.open(key, **kwargs) as stream:
+async def read_all(
+    store: ObjectStore, key: str, *, offset: int = 0, length: int | None = None
+) -> bytes:
+    async with await store.open(key, offset=offset, length=length) as stream:
         return b"".join([chunk async for chunk in stream])
 
 
@@ -292,9 +294,7 @@ async def test_workspace_prefix_deletes_only_that_workspace(store: ObjectStore) 
 
 
 @pytest.mark.parametrize("size", [1000, 3 * PART_SIZE])  # single put and multipart on S3
-async def test_max_size_leaves_nothing_behind(
-    store: ObjectStore, probe: Probe, size: int
-) -> None:
+async def test_max_size_leaves_nothing_behind(store: ObjectStore, probe: Probe, size: int) -> None:
     consumed = 0
     limit = size - 1 if size < PART_SIZE else 2 * PART_SIZE + 10
 
@@ -328,7 +328,9 @@ async def test_failed_write_keeps_previous_version(
     await store.put_bytes("ws/state", b"previous")
 
     with pytest.raises(RuntimeError, match="connection reset"):
-        await store.put("ws/state", failing_after(os.urandom(size), RuntimeError("connection reset")))
+        await store.put(
+            "ws/state", failing_after(os.urandom(size), RuntimeError("connection reset"))
+        )
 
     assert await store.get_bytes("ws/state") == b"previous"
     assert probe.raw_entries() == ["ws/state"]

@@ -9,8 +9,13 @@ from terrapod.storage.base import InvalidKey
 
 
 def test_named_builders_layout() -> None:
-    assert keys.state_version("ws-abc", "sv-def") == "workspaces/ws-abc/state-versions/sv-def.tfstate"
-    assert keys.state_version_json("ws-abc", "sv-def") == "workspaces/ws-abc/state-versions/sv-def.json"
+    assert (
+        keys.state_version("ws-abc", "sv-def") == "workspaces/ws-abc/state-versions/sv-def.tfstate"
+    )
+    assert (
+        keys.state_version_json("ws-abc", "sv-def")
+        == "workspaces/ws-abc/state-versions/sv-def.json"
+    )
     assert keys.configuration_version("cv-123") == "configuration-versions/cv-123.tar.gz"
     assert keys.plan_log("run-9") == "runs/run-9/plan.log"
     assert keys.apply_log("run-9") == "runs/run-9/apply.log"
@@ -56,7 +61,7 @@ def test_key_rejects_bad_parts(parts: tuple[str, ...]) -> None:
 
 
 def test_invalid_key_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="segment"):
         keys.validate_key("a/../b")
 
 

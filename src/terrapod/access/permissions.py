@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from terrapod.auth.principal import Principal
+from terrapod.access.principal import Principal
 from terrapod.errors import Forbidden, NotFound
 
 

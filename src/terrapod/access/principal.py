@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 PrincipalKind = Literal["user", "organization", "system"]
 
@@ -30,3 +32,9 @@ class Principal:
 
 # Used by the CLI's admin commands and bootstrap, which act with full rights and no token.
 SYSTEM = Principal(kind="system", token_id=None, username="system", is_admin=True)
+
+
+class PrincipalResolver(Protocol):
+    """Turns a presented bearer token into a principal (implemented by the auth domain)."""
+
+    async def resolve(self, session: AsyncSession, plaintext: str) -> Principal | None: ...
