@@ -33,16 +33,17 @@ import anyio
 # The moto helpers live with the tests; make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from terrapod.storage.base import ObjectStore  # noqa: E402
-from terrapod.storage.filesystem import FilesystemObjectStore  # noqa: E402
-from terrapod.storage.s3 import S3ObjectStore  # noqa: E402
-from tests.fixtures.s3 import (  # noqa: E402
+from tests.fixtures.s3 import (
     ACCESS_KEY_ID,
     REGION,
     SECRET_ACCESS_KEY,
     create_bucket,
     start_moto_server,
 )
+
+from terrapod.storage.base import ObjectStore
+from terrapod.storage.filesystem import FilesystemObjectStore
+from terrapod.storage.s3 import S3ObjectStore
 
 MB = 1_000_000
 CHUNK = 64 * 1024
@@ -109,10 +110,8 @@ async def measure(
             continue
         put_rate = size / MB / statistics.median(puts)
         get_rate = size / MB / statistics.median(gets)
-        print(
-            f"{name:<11} {size / MB:>7.0f} MB  put {put_rate:>8.1f} MB/s   get {get_rate:>8.1f} MB/s",
-            flush=True,
-        )
+        rates = f"put {put_rate:>8.1f} MB/s   get {get_rate:>8.1f} MB/s"
+        print(f"{name:<11} {size / MB:>7.0f} MB  {rates}", flush=True)
         rows.append((name, size, put_rate, get_rate))
     return rows
 

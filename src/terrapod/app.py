@@ -27,13 +27,18 @@ from terrapod.keys import derive_key, load_master_secret
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
+from terrapod.crypto import SecretBox
 from terrapod.organizations import api as organizations_api
+from terrapod.state import api as state_api
+from terrapod.state.service import StateContext
 from terrapod.storage import api as storage_api
 from terrapod.storage import build_object_store
+from terrapod.storage.api import UploadHandler
 from terrapod.storage.signing import UrlSigner
 from terrapod.system import api as system_api
 from terrapod.system.api import DOCS_STATIC_DIR
 from terrapod.users import api as users_api
+from terrapod.workspaces import api as workspaces_api
 
 log = get_logger("terrapod.app")
 
@@ -47,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.object_store = build_object_store(settings)
+    app.state.state_ctx = StateContext(app.state.object_store, app.state.secret_box)
     result = await bootstrap(settings, app.state.sessionmaker, app.state.tokens)
     if result.generated_token:
         announce_admin_token(result.admin_username or "admin", result.generated_token)
@@ -144,12 +150,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.url_signer = UrlSigner(
         derive_key(master, "signed-urls"), settings.signed_url_ttl_seconds
     )
+    app.state.secret_box = SecretBox(derive_key(master, "secrets-at-rest"))
+    app.state.upload_handlers = [
+        UploadHandler(state_api.UPLOAD_PREFIX, state_api.upload_hook, state_api.upload_guard)
+    ]
     _install_error_handlers(app)
     for router in (
         system_api.router,
         organizations_api.router,
         auth_api.router,
         users_api.router,
+        workspaces_api.router,
+        state_api.router,
         storage_api.router,
     ):
         app.include_router(router)

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_inline_state_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest state-version create body (Terraform 1.0 sends state inline, "
+        "base64); newer clients upload through a streamed signed URL instead.",
+    )
     signed_url_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     token_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     trusted_proxies: list[str] = Field(

@@ -8,7 +8,7 @@ gets ``Forbidden``.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from terrapod.access.principal import Principal
 from terrapod.errors import Forbidden, NotFound
@@ -26,6 +26,57 @@ class Action(StrEnum):
     USER_MANAGE_TOKENS = "user:manage-tokens"
     # Platform
     PLATFORM_ADMIN = "platform:admin"
+    # Workspaces (checked against the principal's access level on the workspace)
+    WS_CREATE = "workspace:create"
+    WS_READ = "workspace:read"
+    WS_READ_STATE = "workspace:read-state"
+    WS_READ_STATE_OUTPUTS = "workspace:read-state-outputs"
+    WS_LOCK = "workspace:lock"
+    WS_CREATE_STATE = "workspace:create-state"
+    WS_QUEUE_RUN = "workspace:queue-run"
+    WS_APPLY = "workspace:apply"
+    WS_UPDATE = "workspace:update"
+    WS_DELETE = "workspace:delete"
+    WS_FORCE_UNLOCK = "workspace:force-unlock"
+
+
+class Level(IntEnum):
+    """Workspace access levels, each including the ones below (DESIGN.md, Permissions)."""
+
+    NONE = 0
+    READ = 1
+    PLAN = 2
+    WRITE = 3
+    ADMIN = 4
+
+
+# The least level each workspace action needs.
+WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
+    Action.WS_READ: Level.READ,
+    Action.WS_READ_STATE: Level.READ,
+    Action.WS_READ_STATE_OUTPUTS: Level.READ,
+    Action.WS_QUEUE_RUN: Level.PLAN,
+    Action.WS_LOCK: Level.WRITE,
+    Action.WS_CREATE_STATE: Level.WRITE,
+    Action.WS_APPLY: Level.WRITE,
+    Action.WS_UPDATE: Level.ADMIN,
+    Action.WS_DELETE: Level.ADMIN,
+    Action.WS_FORCE_UNLOCK: Level.ADMIN,
+}
+
+# Organization role -> level on every workspace of the organization. Members get write so a
+# team can use terraform without per-workspace grants (documented in docs/permissions.md);
+# finer grants arrive with teams and role assignments.
+_LEVEL_BY_ROLE = {"owner": Level.ADMIN, "token": Level.ADMIN, "member": Level.WRITE}
+
+
+def workspace_level(principal: Principal, organization_id: str, workspace_id: str) -> Level:
+    """The principal's access level on one workspace."""
+    if principal.workspace_id is not None:
+        # A run token reaches its own workspace only, and only to read and write state.
+        return Level.WRITE if principal.workspace_id == workspace_id else Level.NONE
+    role = org_role(principal, organization_id)
+    return _LEVEL_BY_ROLE.get(role, Level.NONE) if role else Level.NONE
 
 
 # What each organization role may do. Organization tokens act with the member set plus
@@ -60,9 +111,25 @@ def authorize(
     *,
     organization_id: str | None = None,
     user_id: str | None = None,
+    workspace_id: str | None = None,
     what: str = "resource",
 ) -> None:
     """Raise NotFound/Forbidden unless ``principal`` may do ``action``; return None otherwise."""
+    if action in WORKSPACE_ACTION_LEVEL:
+        if organization_id is None or workspace_id is None:
+            raise ValueError(f"{action} needs an organization and a workspace")
+        level = workspace_level(principal, organization_id, workspace_id)
+        if level is Level.NONE:
+            raise NotFound(f"{what} not found")
+        if level < WORKSPACE_ACTION_LEVEL[action]:
+            raise Forbidden(f"not permitted to {action.value.split(':')[1]} on this workspace")
+        return
+    if action is Action.WS_CREATE:
+        if organization_id is None:
+            raise ValueError(f"{action} needs an organization")
+        if principal.workspace_id is not None or org_role(principal, organization_id) is None:
+            raise NotFound(f"{what} not found")
+        return
     if action in _ORG_ACTIONS:
         if organization_id is None:
             raise ValueError(f"{action} needs an organization")

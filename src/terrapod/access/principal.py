@@ -24,6 +24,9 @@ class Principal:
     # organization id -> role ("owner" | "member") for user principals.
     roles: Mapping[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+    # For run tokens: the run, and the one workspace the token reaches.
+    run_id: str | None = None
+    workspace_id: str | None = None
 
     @property
     def is_user(self) -> bool:

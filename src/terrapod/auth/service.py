@@ -62,7 +62,7 @@ class TokenService:
                     Membership.user_id == user.id
                 )
             )
-            roles = dict(memberships.tuples().all())
+            roles = {row[0]: row[1] for row in memberships}
             principal = Principal(
                 kind="user",
                 token_id=token.id,

@@ -2,6 +2,8 @@
 
 from terrapod.auth import models as auth_models
 from terrapod.organizations import models as organization_models
+from terrapod.state import models as state_models
 from terrapod.users import models as user_models
+from terrapod.workspaces import models as workspace_models
 
-__all__ = ["auth_models", "organization_models", "user_models"]
+__all__ = ["auth_models", "organization_models", "state_models", "user_models", "workspace_models"]

@@ -97,6 +97,7 @@ async def parse_resource(
     *,
     types: set[str] | None = None,
     require_type: bool = False,
+    max_body: int | None = None,
 ) -> Parsed[A]:
     """Parse ``{"data": {"type": …, "attributes": {…}, "relationships": {…}}}``.
 
@@ -104,7 +105,7 @@ async def parse_resource(
     (terraform sends ``"type": ""`` on lock; go-tfe sends singular names on some endpoints),
     so a type mismatch is only an error when ``require_type`` is set.
     """
-    body = await read_json(request)
+    body = await read_json(request, max_body=max_body)
     if not isinstance(body, dict) or "data" not in body:
         raise BadRequest("request body must be a JSON:API document with a data member", pointer="")
     data = body["data"]
@@ -148,3 +149,28 @@ def relationship_id(
             f"relationship {name} must be of type {type_}", pointer=pointer + "/data/type"
         )
     return str(data["id"])
+
+
+async def parse_resource_list(request: Request) -> list[dict[str, Any]]:
+    """Parse ``{"data": [{…}, …]}`` (relationship bodies); each element must be an object."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise BadRequest("request body must be a JSON:API document whose data is a list", pointer="/data")
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(body["data"]):
+        if not isinstance(item, dict):
+            raise Invalid("each element of data must be an object", pointer=f"/data/{index}")
+        items.append(item)
+    return items
+
+
+def ids_of(items: list[dict[str, Any]], type_: str) -> list[str]:
+    """The ids of resource identifiers, all of ``type_``."""
+    ids: list[str] = []
+    for index, item in enumerate(items):
+        if item.get("type") != type_:
+            raise Invalid(f"type must be {type_}", pointer=f"/data/{index}/type")
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            raise Invalid("id is required", pointer=f"/data/{index}/id")
+        ids.append(item["id"])
+    return ids

@@ -77,11 +77,12 @@ class Entitlements:
     """What Terrapod really does for an organization; every flag is backed by a feature.
 
     The terraform CLI reads ``operations`` to decide between remote and local execution,
-    so it stays False until Terrapod runs plans itself.
+    so it stays False until Terrapod runs plans itself. ``state-storage``: workspaces keep
+    their state versions in Terrapod.
     """
 
     operations: bool = False
-    state_storage: bool = False
+    state_storage: bool = True
     private_module_registry: bool = False
     private_run_tasks: bool = False
     run_tasks: bool = False

@@ -8,14 +8,17 @@ authentication.
 The store and signer come from ``request.app.state.object_store`` and
 ``request.app.state.url_signer``.
 
-Domains learn about finished uploads through upload hooks: a domain registers, at import
-time, a coroutine for the key prefix it owns (e.g. the state domain for ``workspaces/``) and
-finalizes its records there (state version uploaded, configuration version uploaded, …).
+Domains learn about uploads through :class:`UploadHandler` entries in
+``app.state.upload_handlers``, one per key prefix a domain owns (e.g. the state domain for
+``workspaces/``): an optional guard refuses an upload before a byte is stored (a state version
+that already has its content), and ``finish`` finalizes the domain's records afterwards.
+Handlers live on the app, not in a module global, so every app (and every test) has its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -43,34 +46,32 @@ from terrapod.storage.signing import (
 MAX_UPLOAD_BYTES = 5 * 1024**3
 
 UploadHook = Callable[[Request, ObjectInfo], Awaitable[None]]
-_upload_hooks: list[tuple[str, UploadHook]] = []
+UploadGuard = Callable[[Request, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class UploadHandler:
+    """What happens around ``PUT /objects/<token>`` for keys starting with ``prefix``.
+
+    ``guard(request, key)`` runs first; False refuses the upload with 409 and stores nothing.
+    ``finish(request, info)`` runs after the object is stored; a
+    :class:`~terrapod.errors.DomainError` it raises becomes the matching JSON:API error (the
+    object stays stored unless ``finish`` deletes it). Only the first matching handler runs,
+    so prefixes should not overlap.
+    """
+
+    prefix: str
+    finish: UploadHook
+    guard: UploadGuard | None = None
 
 router = APIRouter()
 
 Token = Annotated[str, Path(description="Signed object token (see terrapod.storage.signing)")]
 
 
-def register_upload_hook(prefix: str, hook: UploadHook) -> Callable[[], None]:
-    """Run ``hook(request, info)`` after an object whose key starts with ``prefix`` has been
-    stored through ``PUT /objects/<token>``; returns a function that unregisters it.
-
-    Hooks are tried in registration order and only the first match runs, so prefixes should
-    not overlap. A hook that raises a :class:`~terrapod.errors.DomainError` turns the
-    response into the matching JSON:API error; the object stays stored either way (a hook
-    that rejects it deletes it itself).
-    """
-    entry = (prefix, hook)
-    _upload_hooks.append(entry)
-
-    def unregister() -> None:
-        if entry in _upload_hooks:
-            _upload_hooks.remove(entry)
-
-    return unregister
-
-
-def _find_hook(key: str) -> UploadHook | None:
-    return next((hook for prefix, hook in _upload_hooks if key.startswith(prefix)), None)
+def _find_handler(request: Request, key: str) -> UploadHandler | None:
+    handlers: list[UploadHandler] = getattr(request.app.state, "upload_handlers", [])
+    return next((h for h in handlers if key.startswith(h.prefix)), None)
 
 
 def _signer(request: Request) -> UrlSigner:
@@ -151,6 +152,9 @@ async def upload_object(request: Request, token: Token) -> Response:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         # Refuse before reading a byte of a body we would throw away.
         return error_response(413, f"upload larger than {limit} bytes")
+    handler = _find_handler(request, key)
+    if handler is not None and handler.guard is not None and not await handler.guard(request, key):
+        return error_response(409, "this upload URL no longer accepts content")
     try:
         info = await _store(request).put(key, request.stream(), max_size=limit)
     except ObjectTooLarge:
@@ -158,10 +162,9 @@ async def upload_object(request: Request, token: Token) -> Response:
     except ClientDisconnect:
         # Nothing was stored (puts are atomic); the client is gone, so this is for the logs.
         return error_response(400, "client disconnected during upload")
-    hook = _find_hook(key)
-    if hook is not None:
+    if handler is not None:
         try:
-            await hook(request, info)
+            await handler.finish(request, info)
         except DomainError as exc:
             return domain_error_response(exc)
     return Response(status_code=200)

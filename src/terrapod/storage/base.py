@@ -11,7 +11,7 @@ Blocking I/O (file system calls, boto3) runs in worker threads through
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -238,7 +238,7 @@ class ObjectStore(Protocol):
 class Hasher(Protocol):
     """The part of :mod:`hashlib`'s hash objects the back-ends use."""
 
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | bytearray, /) -> None: ...
 
     def hexdigest(self) -> str: ...
 
@@ -258,41 +258,6 @@ class SizeLimiter:
         self.size += n
         if self.max_size is not None and self.size > self.max_size:
             raise ObjectTooLarge(self.key, self.max_size)
-
-
-async def batched(
-    chunks: AsyncIterable[bytes], threshold: int, limiter: SizeLimiter
-) -> AsyncGenerator[list[bytes], None]:
-    """Regroup ``chunks`` into lists totalling at least ``threshold`` bytes (the last may be
-    smaller, and is yielded even when empty only if nothing else was).
-
-    ASGI servers hand request bodies over in ~64 KiB pieces; writing or uploading each one
-    separately would cost a thread hop (or an S3 part) per piece. Lists, not joined bytes,
-    so a back-end that writes piecewise never copies. Enforces the size limit per chunk, so
-    an oversized upload is refused before more of it is buffered.
-    """
-    batch: list[bytes] = []
-    buffered = 0
-    yielded = False
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        limiter.add(len(chunk))
-        batch.append(chunk)
-        buffered += len(chunk)
-        if buffered >= threshold:
-            yield batch
-            yielded = True
-            batch, buffered = [], 0
-    if batch or not yielded:
-        yield batch
-
-
-def update_md5(md5: Hasher, parts: list[bytes]) -> None:
-    """Feed ``parts`` to ``md5``; hashlib releases the GIL for large buffers, so this runs
-    in a worker thread next to the write it accompanies."""
-    for part in parts:
-        md5.update(part)
 
 
 async def single_chunk(data: bytes) -> AsyncIterator[bytes]:

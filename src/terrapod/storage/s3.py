@@ -8,6 +8,7 @@ references around. Nothing reads a whole large object into memory:
   upload, with part *n* uploading while part *n+1* is being received. A failed, cancelled or
   oversized write aborts the multipart upload, so no part is billed or left behind, and the
   previous object stays in place (S3 replaces an object only when the upload completes).
+  S3 allows 10,000 parts, so the largest object is 10,000 times ``part_size`` (78 GiB at 8 MiB).
 * **Reads** use ``GetObject`` (with a ``Range`` header for offset/length) and read the body in
   1 MiB chunks.
 
@@ -44,9 +45,7 @@ from terrapod.storage.base import (
     ObjectStream,
     SizeLimiter,
     StorageError,
-    batched,
     single_chunk,
-    update_md5,
 )
 from terrapod.storage.keys import validate_key, validate_prefix
 
@@ -67,8 +66,32 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _join(parts: list[bytes]) -> bytes:
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+async def _parts(
+    chunks: AsyncIterable[bytes], part_size: int, limiter: SizeLimiter
+) -> AsyncGenerator[bytearray, None]:
+    """Cut ``chunks`` into parts of exactly ``part_size`` bytes (the last one shorter; one
+    empty part for an empty body).
+
+    Chunks are appended to a growing ``bytearray``: a received chunk is freed at once and a
+    part is never joined (copied) again. Growth reallocates in place for large buffers
+    (mremap), and a small object costs only its own size, not a whole part. Enforces the size
+    limit chunk by chunk.
+    """
+    buffer = bytearray()
+    yielded = False
+    async for chunk in chunks:
+        limiter.add(len(chunk))
+        view = memoryview(chunk)
+        while view:
+            n = min(len(view), part_size - len(buffer))
+            buffer += view[:n]
+            view = view[n:]
+            if len(buffer) == part_size:
+                yield buffer
+                yielded = True
+                buffer = bytearray()
+    if buffer or not yielded:
+        yield buffer
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -178,7 +201,7 @@ class S3ObjectStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _put_object(self, full: str, body: bytes, md5: Hasher) -> str:
+    def _put_object(self, full: str, body: bytearray, md5: Hasher) -> str:
         md5.update(body)
         digest = md5.hexdigest()
         self._client.put_object(
@@ -191,15 +214,15 @@ class S3ObjectStore:
         return digest
 
     def _upload_part(
-        self, full: str, upload_id: str, number: int, parts: list[bytes], md5: Hasher
+        self, full: str, upload_id: str, number: int, holder: list[bytearray], md5: Hasher
     ) -> str:
-        update_md5(md5, parts)
+        # The part travels in a list this thread empties: anyio's worker keeps its call's
+        # arguments alive until a moment after the result is delivered, long enough for a
+        # finished part to overlap the next two in memory.
+        body = holder.pop()
+        md5.update(body)
         response = self._client.upload_part(
-            Bucket=self._bucket,
-            Key=full,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=_join(parts),
+            Bucket=self._bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
         )
         return str(response["ETag"])
 
@@ -213,11 +236,15 @@ class S3ObjectStore:
     async def _multipart(
         self,
         full: str,
-        first: list[bytes],
-        second: list[bytes],
-        rest: AsyncIterator[list[bytes]],
+        pending: list[bytearray],
+        rest: AsyncIterator[bytearray],
         md5: Hasher,
     ) -> None:
+        """Upload ``pending`` and then ``rest`` as parts 1, 2, …; abort on any failure.
+
+        ``pending`` is consumed (popped), so the caller holds no reference to a part once it
+        is uploaded: memory stays at the part being uploaded plus the one being filled.
+        """
         response = await anyio.to_thread.run_sync(
             lambda: self._client.create_multipart_upload(
                 Bucket=self._bucket, Key=full, ContentType="application/octet-stream"
@@ -226,16 +253,18 @@ class S3ObjectStore:
         upload_id: str = response["UploadId"]
         done: list[dict[str, Any]] = []
 
-        # One uploader task; an unbuffered channel means at most one part is uploading while
-        # the next one is being received: memory stays near two parts, and receiving and
-        # uploading overlap. Parts (and md5 updates) go strictly in order.
-        send, receive = anyio.create_memory_object_stream[tuple[int, list[bytes]]](0)
+        # One uploader task behind an unbuffered channel: part n uploads while part n+1 is
+        # being received, and the host cannot run further ahead than that. Parts (and md5
+        # updates) go strictly in order.
+        send, receive = anyio.create_memory_object_stream[tuple[int, bytearray]](0)
 
         async def uploader() -> None:
             async with receive:
-                async for number, parts in receive:
+                async for number, body in receive:
+                    holder = [body]
+                    del body  # the worker thread drops the last reference when done
                     etag = await anyio.to_thread.run_sync(
-                        self._upload_part, full, upload_id, number, parts, md5
+                        self._upload_part, full, upload_id, number, holder, md5
                     )
                     done.append({"ETag": etag, "PartNumber": number})
 
@@ -244,13 +273,16 @@ class S3ObjectStore:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(uploader)
                     async with send:
-                        await send.send((1, first))
-                        await send.send((2, second))
-                        number = 2
-                        async for batch in rest:
+                        number = 0
+                        while pending:
                             number += 1
-                            await send.send((number, batch))
+                            await send.send((number, pending.pop(0)))
+                        async for part in rest:
+                            number += 1
+                            await send.send((number, part))
             except BaseExceptionGroup as group:
+                # The task group wraps whatever failed (the body iterator, ObjectTooLarge, a
+                # part upload); callers expect that error itself.
                 error = _first_error(group)
                 raise error from error.__cause__
             await anyio.to_thread.run_sync(
@@ -262,6 +294,7 @@ class S3ObjectStore:
                 )
             )
         except BaseException:
+            # Shielded: a cancelled upload must still be aborted.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._abort, full, upload_id)
             raise
@@ -272,13 +305,15 @@ class S3ObjectStore:
         full = self._full(key)
         limiter = SizeLimiter(key, max_size)
         md5 = hashlib.md5(usedforsecurity=False)
-        async with aclosing(batched(chunks, self._part_size, limiter)) as batches:
-            first = await anext(batches)  # batched always yields at least once
-            second = await anext(batches, None)
-            if second is None:
-                digest = await anyio.to_thread.run_sync(self._put_object, full, _join(first), md5)
+        async with aclosing(_parts(chunks, self._part_size, limiter)) as parts:
+            pending = [await anext(parts)]  # _parts always yields at least once
+            following = await anext(parts, None)
+            if following is None:
+                digest = await anyio.to_thread.run_sync(self._put_object, full, pending.pop(), md5)
             else:
-                await self._multipart(full, first, second, batches, md5)
+                pending.append(following)
+                del following
+                await self._multipart(full, pending, parts, md5)
                 digest = md5.hexdigest()
         # S3 does not return LastModified from a write; our clock is within a second of it.
         return ObjectInfo(key=key, size=limiter.size, md5=digest, updated_at=datetime.now(UTC))

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from terrapod.errors import Conflict
 from terrapod.jsonapi.errors import JSONAPI_CONTENT_TYPE
 from terrapod.storage import keys
-from terrapod.storage.api import register_upload_hook, router
+from terrapod.storage.api import UploadHandler, router
 from terrapod.storage.base import ObjectInfo, ObjectStore
 from terrapod.storage.signing import UrlSigner
 
@@ -44,16 +44,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def hook_calls() -> Iterator[list[ObjectInfo]]:
+def hook_calls(app: FastAPI) -> Iterator[list[ObjectInfo]]:
     calls: list[ObjectInfo] = []
 
     async def record(request: Request, info: ObjectInfo) -> None:
         assert request.app.state.url_signer is not None
         calls.append(info)
 
-    unregister = register_upload_hook("workspaces/", record)
+    app.state.upload_handlers = [UploadHandler("workspaces/", record)]
     yield calls
-    unregister()
 
 
 def assert_jsonapi_error(response: httpx.Response, status: int, detail: str) -> None:
@@ -220,20 +219,35 @@ async def test_upload_hook_runs_for_its_prefix_only(
 
 
 async def test_first_matching_hook_wins_and_domain_errors_map(
-    client: httpx.AsyncClient, signer: UrlSigner, hook_calls: list[ObjectInfo]
+    app: FastAPI, client: httpx.AsyncClient, signer: UrlSigner, hook_calls: list[ObjectInfo]
 ) -> None:
     async def refuse(request: Request, info: ObjectInfo) -> None:
         raise Conflict("state version already finalized")
 
-    unregister = register_upload_hook("runs/", refuse)
-    try:
-        refused = await client.put(signer.signed_path(LOG_KEY, "PUT"), content=b"x")
-        accepted = await client.put(signer.signed_path(STATE_KEY, "PUT"), content=b"y")
-    finally:
-        unregister()
+    app.state.upload_handlers.append(UploadHandler("runs/", refuse))
+    refused = await client.put(signer.signed_path(LOG_KEY, "PUT"), content=b"x")
+    accepted = await client.put(signer.signed_path(STATE_KEY, "PUT"), content=b"y")
 
     assert_jsonapi_error(refused, 409, "already finalized")
     assert accepted.status_code == 200 and len(hook_calls) == 1
+
+
+async def test_guard_refuses_before_anything_is_stored(
+    app: FastAPI, client: httpx.AsyncClient, signer: UrlSigner, store: ObjectStore
+) -> None:
+    finished: list[ObjectInfo] = []
+
+    async def guard(request: Request, key: str) -> bool:
+        return False
+
+    async def finish(request: Request, info: ObjectInfo) -> None:
+        finished.append(info)
+
+    app.state.upload_handlers = [UploadHandler("workspaces/", finish, guard)]
+    refused = await client.put(signer.signed_path(STATE_KEY, "PUT"), content=b"late")
+
+    assert_jsonapi_error(refused, 409, "no longer accepts")
+    assert await store.head(STATE_KEY) is None and finished == []
 
 
 async def test_upload_over_limit_is_413_and_not_stored(

@@ -1,0 +1,314 @@
+"""Workspace routes: parse, one service call, serialize."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from terrapod.access.principal import Principal
+from terrapod.deps import PrincipalDep, SessionDep
+from terrapod.errors import Invalid
+from terrapod.jsonapi.documents import document, no_content, resource
+from terrapod.jsonapi.openapi import jsonapi_body
+from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list
+from terrapod.organizations import service as organizations
+from terrapod.workspaces import service
+from terrapod.workspaces.schemas import (
+    LockAttributes,
+    WorkspaceAttributes,
+    domain_values,
+    serialize,
+)
+from terrapod.workspaces.service import ListFilter, WorkspaceView
+
+router = APIRouter(prefix="/api/v2", tags=["workspaces"])
+
+TYPES = {"workspaces", "workspace"}
+
+
+def _one(view: WorkspaceView, principal: Principal, status_code: int = 200) -> Response:
+    return document(serialize(view, principal), status_code=status_code)
+
+
+async def _parse(request: Request) -> tuple[dict[str, object], list[str] | None]:
+    body = await parse_resource(request, WorkspaceAttributes, types=TYPES)
+    if body.attributes.vcs_repo:
+        raise Invalid(
+            "VCS-backed workspaces are not supported yet; use the CLI- or API-driven workflow",
+            pointer="/data/attributes/vcs-repo",
+        )
+    return domain_values(body.attributes, body.sent), body.attributes.tag_names
+
+
+def _split_csv(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+@router.get("/organizations/{org_name}/workspaces", operation_id="listWorkspaces")
+async def list_workspaces(
+    org_name: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    page = page_params(request)
+    q = request.query_params
+    filters = ListFilter(
+        name=q.get("search[name]") or None,
+        tags=_split_csv(q.get("search[tags]")),
+        exclude_tags=_split_csv(q.get("search[exclude-tags]")),
+        wildcard_name=q.get("search[wildcard-name]") or None,
+    )
+    org = await organizations.get_by_name(session, principal, org_name)
+    rows, total = await service.list_in_org(
+        session, principal, org, filters, offset=page.offset, limit=page.size
+    )
+    views = await service.views(session, [(w, org) for w in rows])
+    meta, links = pagination(request, page, total)
+    return document([serialize(v, principal) for v in views], meta=meta, links=links)
+
+
+@router.post(
+    "/organizations/{org_name}/workspaces",
+    operation_id="createWorkspace",
+    status_code=201,
+    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+)
+async def create_workspace(
+    org_name: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    values, tags = await _parse(request)
+    org = await organizations.get_by_name(session, principal, org_name)
+    ws = await service.create(session, principal, org, values, tags=tags or ())
+    return _one(await service.view(session, ws, org), principal, 201)
+
+
+@router.get("/organizations/{org_name}/workspaces/{name}", operation_id="showWorkspaceByName")
+async def show_workspace_by_name(
+    org_name: str, name: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    ws, org = await service.get_by_name(session, principal, org_name, name)
+    return _one(await service.view(session, ws, org), principal)
+
+
+@router.get("/workspaces/{workspace_id}", operation_id="showWorkspace")
+async def show_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    return _one(await service.view(session, ws, org), principal)
+
+
+async def _update(
+    request: Request, session: SessionDep, principal: Principal, ws_org: tuple[object, object]
+) -> Response:
+    ws, org = ws_org
+    values, tags = await _parse(request)
+    ws = await service.update(session, principal, ws, org, values, tags=tags)  # type: ignore[arg-type]
+    return _one(await service.view(session, ws, org), principal)  # type: ignore[arg-type]
+
+
+@router.patch(
+    "/workspaces/{workspace_id}",
+    operation_id="updateWorkspace",
+    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+)
+async def update_workspace(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    return await _update(request, session, principal, await service.get(session, principal, workspace_id))
+
+
+@router.patch(
+    "/organizations/{org_name}/workspaces/{name}",
+    operation_id="updateWorkspaceByName",
+    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+)
+async def update_workspace_by_name(
+    org_name: str, name: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    found = await service.get_by_name(session, principal, org_name, name)
+    return await _update(request, session, principal, found)
+
+
+@router.delete("/workspaces/{workspace_id}", operation_id="deleteWorkspace", status_code=204)
+async def delete_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    await service.delete_workspace(session, principal, ws, org, safe=False)
+    return no_content()
+
+
+@router.delete(
+    "/organizations/{org_name}/workspaces/{name}", operation_id="deleteWorkspaceByName", status_code=204
+)
+async def delete_workspace_by_name(
+    org_name: str, name: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    ws, org = await service.get_by_name(session, principal, org_name, name)
+    await service.delete_workspace(session, principal, ws, org, safe=False)
+    return no_content()
+
+
+@router.post("/workspaces/{workspace_id}/actions/safe-delete", operation_id="safeDeleteWorkspace", status_code=204)
+async def safe_delete_workspace(
+    workspace_id: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    await service.delete_workspace(session, principal, ws, org, safe=True)
+    return no_content()
+
+
+@router.post(
+    "/organizations/{org_name}/workspaces/{name}/actions/safe-delete",
+    operation_id="safeDeleteWorkspaceByName",
+    status_code=204,
+)
+async def safe_delete_workspace_by_name(
+    org_name: str, name: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    ws, org = await service.get_by_name(session, principal, org_name, name)
+    await service.delete_workspace(session, principal, ws, org, safe=True)
+    return no_content()
+
+
+# -- locking ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/workspaces/{workspace_id}/actions/lock",
+    operation_id="lockWorkspace",
+    openapi_extra=jsonapi_body(LockAttributes, "", required=False),
+)
+async def lock_workspace(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    reason = None
+    if request.headers.get("content-length") not in (None, "0"):
+        # terraform sends {"data":{"type":"","attributes":{"reason":…}}}; go-tfe also sends
+        # {"reason": …} at the top level on older versions.
+        body = await parse_resource(request, LockAttributes)
+        reason = body.attributes.reason
+    ws, org = await service.get(session, principal, workspace_id)
+    ws = await service.lock(session, principal, ws, org, reason)
+    return _one(await service.view(session, ws, org), principal)
+
+
+@router.post("/workspaces/{workspace_id}/actions/unlock", operation_id="unlockWorkspace")
+async def unlock_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    ws = await service.unlock(session, principal, ws, org)
+    return _one(await service.view(session, ws, org), principal)
+
+
+@router.post("/workspaces/{workspace_id}/actions/force-unlock", operation_id="forceUnlockWorkspace")
+async def force_unlock_workspace(
+    workspace_id: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    ws = await service.unlock(session, principal, ws, org, force=True)
+    return _one(await service.view(session, ws, org), principal)
+
+
+# -- tags ------------------------------------------------------------------------------
+
+
+def _tag_names(items: list[dict[str, object]]) -> list[str]:
+    names: list[str] = []
+    for index, item in enumerate(items):
+        attrs = item.get("attributes")
+        name = attrs.get("name") if isinstance(attrs, dict) else None
+        if not isinstance(name, str):
+            raise Invalid("each tag needs attributes.name", pointer=f"/data/{index}/attributes/name")
+        names.append(name)
+    return names
+
+
+@router.get("/workspaces/{workspace_id}/relationships/tags", operation_id="listWorkspaceTags")
+async def list_tags(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+    ws, org = await service.get(session, principal, workspace_id)
+    view = await service.view(session, ws, org)
+    data = [resource("tags", name, {"name": name}) for name in view.tags]
+    meta = {"pagination": {"current-page": 1, "page-size": len(data), "prev-page": None,
+                           "next-page": None, "total-pages": 1, "total-count": len(data)}}
+    return document(data, meta=meta)
+
+
+@router.post("/workspaces/{workspace_id}/relationships/tags", operation_id="addWorkspaceTags", status_code=204)
+async def add_tags(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    names = _tag_names(await parse_resource_list(request))
+    ws, org = await service.get(session, principal, workspace_id)
+    await service.add_tags(session, principal, ws, org, names)
+    return no_content()
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/relationships/tags", operation_id="removeWorkspaceTags", status_code=204
+)
+async def remove_tags(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    names = _tag_names(await parse_resource_list(request))
+    ws, org = await service.get(session, principal, workspace_id)
+    await service.remove_tags(session, principal, ws, org, names)
+    return no_content()
+
+
+# -- remote state consumers -------------------------------------------------------------
+
+
+@router.get(
+    "/workspaces/{workspace_id}/relationships/remote-state-consumers",
+    operation_id="listRemoteStateConsumers",
+)
+async def list_consumers(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    page = page_params(request)
+    ws, org = await service.get(session, principal, workspace_id)
+    rows, total = await service.list_consumers(
+        session, principal, ws, org, offset=page.offset, limit=page.size
+    )
+    views = await service.views(session, [(w, org) for w in rows])
+    meta, links = pagination(request, page, total)
+    return document([serialize(v, principal) for v in views], meta=meta, links=links)
+
+
+async def _change_consumers(
+    workspace_id: str, request: Request, session: SessionDep, principal: Principal, mode: str
+) -> Response:
+    ids = ids_of(await parse_resource_list(request), "workspaces")
+    ws, org = await service.get(session, principal, workspace_id)
+    await service.change_consumers(session, principal, ws, org, ids, mode=mode)
+    return no_content()
+
+
+@router.post(
+    "/workspaces/{workspace_id}/relationships/remote-state-consumers",
+    operation_id="addRemoteStateConsumers",
+    status_code=204,
+)
+async def add_consumers(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    return await _change_consumers(workspace_id, request, session, principal, "add")
+
+
+@router.patch(
+    "/workspaces/{workspace_id}/relationships/remote-state-consumers",
+    operation_id="replaceRemoteStateConsumers",
+    status_code=204,
+)
+async def replace_consumers(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    return await _change_consumers(workspace_id, request, session, principal, "replace")
+
+
+@router.delete(
+    "/workspaces/{workspace_id}/relationships/remote-state-consumers",
+    operation_id="removeRemoteStateConsumers",
+    status_code=204,
+)
+async def remove_consumers(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    return await _change_consumers(workspace_id, request, session, principal, "remove")
