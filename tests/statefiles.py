@@ -28,7 +28,9 @@ def state(
                 "type": "terraform_data",
                 "name": f"r{i}",
                 "provider": 'provider["terraform.io/builtin/terraform"]',
-                "instances": [{"schema_version": 0, "attributes": {"id": f"id-{i}", "pad": "x" * pad_bytes}}],
+                "instances": [
+                    {"schema_version": 0, "attributes": {"id": f"id-{i}", "pad": "x" * pad_bytes}}
+                ],
             }
             for i in range(resources)
         ]
@@ -47,7 +49,7 @@ def state(
 
 
 def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()  # noqa: S324 - the protocol's checksum
+    return hashlib.md5(data).hexdigest()
 
 
 def b64(data: bytes) -> str:
@@ -55,10 +57,19 @@ def b64(data: bytes) -> str:
 
 
 def create_body(
-    content: bytes | None, serial: int, *, lineage: str = "lin-1", md5sum: str | None = None,
-    outputs: dict[str, Any] | None = None, force: bool = False,
+    content: bytes | None,
+    serial: int,
+    *,
+    lineage: str = "lin-1",
+    md5sum: str | None = None,
+    outputs: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"serial": serial, "md5": md5sum or md5(content or b""), "lineage": lineage}
+    attrs: dict[str, Any] = {
+        "serial": serial,
+        "md5": md5sum or md5(content or b""),
+        "lineage": lineage,
+    }
     if content is not None:
         attrs["state"] = b64(content)
     if outputs is not None:

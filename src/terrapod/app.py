@@ -20,6 +20,7 @@ from terrapod.auth.service import TokenService
 from terrapod.auth.tokens import PrincipalCache, UsageRecorder
 from terrapod.bootstrap import bootstrap
 from terrapod.config import Settings
+from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
 from terrapod.errors import DomainError
 from terrapod.jsonapi.errors import domain_error_response, error_response
@@ -27,7 +28,6 @@ from terrapod.keys import derive_key, load_master_secret
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
-from terrapod.crypto import SecretBox
 from terrapod.organizations import api as organizations_api
 from terrapod.state import api as state_api
 from terrapod.state.service import StateContext

@@ -24,7 +24,10 @@ async def create(client: httpx.AsyncClient, name: str, **attrs: object) -> dict[
 
 async def test_create_and_read_by_name_and_id(admin: httpx.AsyncClient) -> None:
     data = await create(
-        admin, "net", description="network", **{"terraform-version": "1.15.5", "tag-names": ["prod", "net"]},
+        admin,
+        "net",
+        description="network",
+        **{"terraform-version": "1.15.5", "tag-names": ["prod", "net"]},
         labels={"team": "platform"},
     )
     assert data["id"].startswith("ws-")
@@ -36,7 +39,10 @@ async def test_create_and_read_by_name_and_id(admin: httpx.AsyncClient) -> None:
     assert attrs["permissions"]["can-queue-run"] is True
     assert attrs["permissions"]["can-force-delete"] is True
     assert attrs["locked"] is False and attrs["resource-count"] == 0
-    assert data["relationships"]["organization"]["data"] == {"type": "organizations", "id": "default"}
+    assert data["relationships"]["organization"]["data"] == {
+        "type": "organizations",
+        "id": "default",
+    }
     assert data["relationships"]["current-state-version"]["data"] is None
     by_name = (await admin.get(f"{WS}/net")).json()["data"]
     by_id = (await admin.get(f"/api/v2/workspaces/{data['id']}")).json()["data"]
@@ -62,14 +68,26 @@ async def test_validation_names_the_field(admin: httpx.AsyncClient) -> None:
         (ws_body(name="bad name"), 422, "/data/attributes/name"),
         (ws_body(name="taken"), 409, "/data/attributes/name"),
         (ws_body(name="TAKEN"), 409, "/data/attributes/name"),
-        (ws_body(name="v", **{"terraform-version": "one"}), 422, "/data/attributes/terraform-version"),
+        (
+            ws_body(name="v", **{"terraform-version": "one"}),
+            422,
+            "/data/attributes/terraform-version",
+        ),
         (ws_body(name="m", **{"execution-mode": "cloud"}), 422, "/data/attributes/execution-mode"),
-        (ws_body(name="d", **{"working-directory": "../etc"}), 422, "/data/attributes/working-directory"),
+        (
+            ws_body(name="d", **{"working-directory": "../etc"}),
+            422,
+            "/data/attributes/working-directory",
+        ),
         (ws_body(name="t", **{"tag-names": ["Has Space"]}), 422, "/data/attributes/tag-names"),
         (ws_body(name="a", **{"auto-apply": "yes"}), 422, "/data/attributes/auto-apply"),
         (ws_body(name="l", labels={"k": 5}), 422, "/data/attributes/labels/k"),
         (ws_body(name="g", **{"execution-mode": "agent"}), 422, "/data/attributes/agent-pool-id"),
-        (ws_body(name="vcs", **{"vcs-repo": {"identifier": "a/b"}}), 422, "/data/attributes/vcs-repo"),
+        (
+            ws_body(name="vcs", **{"vcs-repo": {"identifier": "a/b"}}),
+            422,
+            "/data/attributes/vcs-repo",
+        ),
     ]
     for body, status, pointer in cases:
         r = await admin.post(WS, json=body)
@@ -112,20 +130,34 @@ async def test_tags_relationship(admin: httpx.AsyncClient) -> None:
     body = {"data": [{"type": "tags", "attributes": {"name": "b"}}]}
     assert (await admin.post(url, json=body)).status_code == 204
     assert [t["id"] for t in (await admin.get(url)).json()["data"]] == ["a", "b"]
-    assert (await admin.request("DELETE", url, json={"data": [{"type": "tags", "attributes": {"name": "a"}}]})).status_code == 204
+    assert (
+        await admin.request(
+            "DELETE", url, json={"data": [{"type": "tags", "attributes": {"name": "a"}}]}
+        )
+    ).status_code == 204
     assert [t["id"] for t in (await admin.get(url)).json()["data"]] == ["b"]
     r = await admin.post(url, json={"data": [{"type": "tags", "attributes": {}}]})
-    assert r.status_code == 422 and r.json()["errors"][0]["source"]["pointer"] == "/data/0/attributes/name"
+    assert (
+        r.status_code == 422
+        and r.json()["errors"][0]["source"]["pointer"] == "/data/0/attributes/name"
+    )
 
 
-async def test_exactly_one_of_many_concurrent_lockers_wins(app: FastAPI, admin: httpx.AsyncClient) -> None:
+async def test_exactly_one_of_many_concurrent_lockers_wins(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
     data = await create(admin, "contended")
     lockers = [await make_user(app, organization="default") for _ in range(6)]
     clients = [u.client(app) for u in lockers]
     try:
         results = await asyncio.gather(
-            *(c.post(f"/api/v2/workspaces/{data['id']}/actions/lock", json={"data": {"type": "", "attributes": {"reason": f"r{i}"}}})
-              for i, c in enumerate(clients))
+            *(
+                c.post(
+                    f"/api/v2/workspaces/{data['id']}/actions/lock",
+                    json={"data": {"type": "", "attributes": {"reason": f"r{i}"}}},
+                )
+                for i, c in enumerate(clients)
+            )
         )
     finally:
         for c in clients:
@@ -136,10 +168,15 @@ async def test_exactly_one_of_many_concurrent_lockers_wins(app: FastAPI, admin: 
     shown = (await admin.get(f"/api/v2/workspaces/{data['id']}")).json()["data"]
     assert shown["attributes"]["locked"] is True
     assert shown["attributes"]["locked-reason"] == f"r{winner}"
-    assert shown["relationships"]["locked-by"]["data"] == {"type": "users", "id": lockers[winner].user_id}
+    assert shown["relationships"]["locked-by"]["data"] == {
+        "type": "users",
+        "id": lockers[winner].user_id,
+    }
 
 
-async def test_only_holder_unlocks_admin_force_unlocks(app: FastAPI, admin: httpx.AsyncClient) -> None:
+async def test_only_holder_unlocks_admin_force_unlocks(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
     data = await create(admin, "held")
     base = f"/api/v2/workspaces/{data['id']}/actions"
     alice = await make_user(app, organization="default")
@@ -155,14 +192,18 @@ async def test_only_holder_unlocks_admin_force_unlocks(app: FastAPI, admin: http
         assert (await a.post(f"{base}/unlock")).status_code == 200
 
 
-async def test_member_writes_but_does_not_administer(app: FastAPI, admin: httpx.AsyncClient) -> None:
+async def test_member_writes_but_does_not_administer(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
     data = await create(admin, "shared")
     member = await make_user(app, organization="default")
     async with member.client(app) as c:
         shown = (await c.get(f"/api/v2/workspaces/{data['id']}")).json()["data"]["attributes"]
         assert shown["permissions"]["can-lock"] is True
         assert shown["permissions"]["can-update"] is False
-        assert (await c.patch(f"/api/v2/workspaces/{data['id']}", json=ws_body(description="x"))).status_code == 403
+        assert (
+            await c.patch(f"/api/v2/workspaces/{data['id']}", json=ws_body(description="x"))
+        ).status_code == 403
         assert (await c.delete(f"/api/v2/workspaces/{data['id']}")).status_code == 403
         created = await c.post(WS, json=ws_body(name="mine"))
         assert created.status_code == 201
@@ -183,7 +224,9 @@ async def test_other_organization_sees_404(app: FastAPI, admin: httpx.AsyncClien
 async def test_delete_and_safe_delete(admin: httpx.AsyncClient) -> None:
     one = await create(admin, "one")
     await create(admin, "two")
-    assert (await admin.post(f"/api/v2/workspaces/{one['id']}/actions/safe-delete")).status_code == 204
+    assert (
+        await admin.post(f"/api/v2/workspaces/{one['id']}/actions/safe-delete")
+    ).status_code == 204
     assert (await admin.get(f"/api/v2/workspaces/{one['id']}")).status_code == 404
     assert (await admin.delete(f"{WS}/two")).status_code == 204
     assert (await admin.get(f"{WS}/two")).status_code == 404

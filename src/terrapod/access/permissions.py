@@ -105,6 +105,44 @@ def _allowed_in_org(principal: Principal, action: Action, organization_id: str) 
     return action in granted
 
 
+def _workspace_verdict(
+    principal: Principal, action: Action, organization_id: str | None, workspace_id: str | None
+) -> bool | None:
+    if organization_id is None or workspace_id is None:
+        raise ValueError(f"{action} needs an organization and a workspace")
+    level = workspace_level(principal, organization_id, workspace_id)
+    return None if level is Level.NONE else level >= WORKSPACE_ACTION_LEVEL[action]
+
+
+def _verdict(
+    principal: Principal,
+    action: Action,
+    organization_id: str | None,
+    user_id: str | None,
+    workspace_id: str | None,
+) -> bool | None:
+    """True: allowed. False: visible but forbidden (403). None: invisible (404)."""
+    if action in WORKSPACE_ACTION_LEVEL:
+        return _workspace_verdict(principal, action, organization_id, workspace_id)
+    if action is Action.WS_CREATE or action in _ORG_ACTIONS:
+        if organization_id is None:
+            raise ValueError(f"{action} needs an organization")
+        if action is Action.WS_CREATE:
+            # Any member may create workspaces (seed 003); run tokens may not.
+            visible = principal.workspace_id is None and org_role(principal, organization_id)
+            return True if visible else None
+        return _allowed_in_org(principal, action, organization_id)
+    if action in (Action.USER_READ, Action.USER_MANAGE_TOKENS):
+        return (
+            True
+            if principal.is_admin or (principal.is_user and principal.user_id == user_id)
+            else None
+        )
+    if action in (Action.ORG_CREATE, Action.PLATFORM_ADMIN):
+        return principal.is_admin
+    raise ValueError(f"unknown action {action}")  # pragma: no cover - a programming error
+
+
 def authorize(
     principal: Principal,
     action: Action,
@@ -115,43 +153,15 @@ def authorize(
     what: str = "resource",
 ) -> None:
     """Raise NotFound/Forbidden unless ``principal`` may do ``action``; return None otherwise."""
-    if action in WORKSPACE_ACTION_LEVEL:
-        if organization_id is None or workspace_id is None:
-            raise ValueError(f"{action} needs an organization and a workspace")
-        level = workspace_level(principal, organization_id, workspace_id)
-        if level is Level.NONE:
-            raise NotFound(f"{what} not found")
-        if level < WORKSPACE_ACTION_LEVEL[action]:
-            raise Forbidden(f"not permitted to {action.value.split(':')[1]} on this workspace")
-        return
-    if action is Action.WS_CREATE:
-        if organization_id is None:
-            raise ValueError(f"{action} needs an organization")
-        if principal.workspace_id is not None or org_role(principal, organization_id) is None:
-            raise NotFound(f"{what} not found")
-        return
-    if action in _ORG_ACTIONS:
-        if organization_id is None:
-            raise ValueError(f"{action} needs an organization")
-        allowed = _allowed_in_org(principal, action, organization_id)
-        if allowed is None:
-            raise NotFound(f"{what} not found")
-        if not allowed:
-            raise Forbidden(f"not permitted to {action.value.split(':')[1]} this {what}")
-        return
-    if action is Action.ORG_CREATE:
-        if principal.is_admin:
-            return
-        raise Forbidden("only platform administrators may create organizations")
-    if action in (Action.USER_READ, Action.USER_MANAGE_TOKENS):
-        if principal.is_admin or (principal.is_user and principal.user_id == user_id):
-            return
+    verdict = _verdict(principal, action, organization_id, user_id, workspace_id)
+    if verdict is None:
         raise NotFound(f"{what} not found")
-    if action is Action.PLATFORM_ADMIN:
-        if principal.is_admin:
-            return
-        raise Forbidden("platform administrator rights are required")
-    raise ValueError(f"unknown action {action}")  # pragma: no cover - a programming error
+    if not verdict:
+        if action is Action.ORG_CREATE:
+            raise Forbidden("only platform administrators may create organizations")
+        if action is Action.PLATFORM_ADMIN:
+            raise Forbidden("platform administrator rights are required")
+        raise Forbidden(f"not permitted to {action.value.split(':')[1]} this {what}")
 
 
 def can(principal: Principal, action: Action, **scope: str | None) -> bool:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from terrapod.auth.models import Token
 from terrapod.access.permissions import Action, authorize
 from terrapod.access.principal import Principal
+from terrapod.auth.models import Token
 from terrapod.auth.tokens import PrincipalCache, generate_token, hash_token
 from terrapod.db.ids import new_id
 from terrapod.errors import Invalid, NotFound

@@ -155,7 +155,9 @@ async def parse_resource_list(request: Request) -> list[dict[str, Any]]:
     """Parse ``{"data": [{…}, …]}`` (relationship bodies); each element must be an object."""
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise BadRequest("request body must be a JSON:API document whose data is a list", pointer="/data")
+        raise BadRequest(
+            "request body must be a JSON:API document whose data is a list", pointer="/data"
+        )
     items: list[dict[str, Any]] = []
     for index, item in enumerate(body["data"]):
         if not isinstance(item, dict):

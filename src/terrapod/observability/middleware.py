@@ -99,7 +99,9 @@ class ObservabilityMiddleware:
             return peer
         for name, value in scope.get("headers", []):
             if name == b"x-forwarded-for":
-                hops: list[str] = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                hops: list[str] = [
+                    h.strip() for h in value.decode("latin-1").split(",") if h.strip()
+                ]
                 # Walk back from the nearest hop; the first untrusted address is the client.
                 untrusted = [hop for hop in reversed(hops) if not self._is_trusted(hop)]
                 return untrusted[0] if untrusted else (hops[0] if hops else peer)

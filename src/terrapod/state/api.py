@@ -10,19 +10,21 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from terrapod.access.principal import Principal
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.errors import BadRequest
 from terrapod.jsonapi.documents import document
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import include_params, page_params, pagination
-from terrapod.jsonapi.parsing import parse_resource, relationship_id, Attributes
-from terrapod.organizations import service as organizations
+from terrapod.jsonapi.parsing import Attributes, parse_resource, relationship_id
+from terrapod.organizations.models import Organization
 from terrapod.state import service
 from terrapod.state.models import StateVersion
 from terrapod.state.schemas import StateVersionAttributes, UrlFor, serialize, serialize_output
 from terrapod.state.service import CreateRequest, StateContext
-from terrapod.storage import ObjectInfo
+from terrapod.storage import ObjectInfo, UrlSigner
 from terrapod.workspaces import service as workspaces
+from terrapod.workspaces.models import Workspace
 
 router = APIRouter(prefix="/api/v2", tags=["state"])
 
@@ -39,7 +41,7 @@ ContextDep = Annotated[StateContext, Depends(_ctx)]
 
 def _url_for(request: Request) -> UrlFor:
     root = base_url(request)
-    signer = request.app.state.url_signer
+    signer: UrlSigner = request.app.state.url_signer
 
     def url_for(key: str, method: str) -> str:
         return root + signer.signed_path(key, method)
@@ -70,7 +72,10 @@ async def _document(
         else None
     )
     return document(
-        data if many else data[0], included=included, meta=meta, links=links,
+        data if many else data[0],
+        included=included,
+        meta=meta,
+        links=links,
         status_code=status_code,
     )
 
@@ -91,17 +96,29 @@ async def create_state_version(
 ) -> Response:
     # Terraform 1.0 sends the whole state base64-encoded in this body.
     body = await parse_resource(
-        request, StateVersionAttributes, types=TYPES,
+        request,
+        StateVersionAttributes,
+        types=TYPES,
         max_body=request.app.state.settings.max_inline_state_bytes,
     )
     run_id = relationship_id(body.relationships, "run", "runs")
     ws, org = await workspaces.get(session, principal, workspace_id)
     a = body.attributes
     sv = await service.create(
-        session, principal, ctx, ws, org,
+        session,
+        principal,
+        ctx,
+        ws,
+        org,
         CreateRequest(
-            serial=a.serial, md5=a.md5, lineage=a.lineage, force=a.force, state=a.state,
-            json_state=a.json_state, json_state_outputs=a.json_state_outputs, run_id=run_id,
+            serial=a.serial,
+            md5=a.md5,
+            lineage=a.lineage,
+            force=a.force,
+            state=a.state,
+            json_state=a.json_state,
+            json_state_outputs=a.json_state_outputs,
+            run_id=run_id,
         ),
     )
     return await _document(session, ctx, url_for, [sv], include_outputs=False, status_code=201)
@@ -131,22 +148,34 @@ async def list_state_versions(
     org_name = request.query_params.get("filter[organization][name]")
     ws_name = request.query_params.get("filter[workspace][name]")
     if not org_name or not ws_name:
-        raise BadRequest(
-            "filter[organization][name] and filter[workspace][name] are both required"
-        )
+        raise BadRequest("filter[organization][name] and filter[workspace][name] are both required")
     ws, org = await workspaces.get_by_name(session, principal, org_name, ws_name)
     return await _list(request, session, principal, ctx, url_for, ws, org)
 
 
-async def _list(request, session, principal, ctx, url_for, ws, org) -> Response:  # type: ignore[no-untyped-def]
+async def _list(
+    request: Request,
+    session: SessionDep,
+    principal: Principal,
+    ctx: StateContext,
+    url_for: UrlFor,
+    ws: Workspace,
+    org: Organization,
+) -> Response:
     page = page_params(request)
     rows, total = await service.list_for_workspace(
         session, principal, ws, org, offset=page.offset, limit=page.size
     )
     meta, links = pagination(request, page, total)
     return await _document(
-        session, ctx, url_for, list(rows),
-        include_outputs="outputs" in include_params(request), meta=meta, links=links, many=True,
+        session,
+        ctx,
+        url_for,
+        list(rows),
+        include_outputs="outputs" in include_params(request),
+        meta=meta,
+        links=links,
+        many=True,
     )
 
 
@@ -165,7 +194,9 @@ async def show_state_version(
     )
 
 
-@router.get("/workspaces/{workspace_id}/current-state-version", operation_id="showCurrentStateVersion")
+@router.get(
+    "/workspaces/{workspace_id}/current-state-version", operation_id="showCurrentStateVersion"
+)
 async def current_state_version(
     workspace_id: str,
     request: Request,
@@ -187,7 +218,8 @@ async def download_state_version(
 ) -> Response:
     _, stream = await service.open_content(session, principal, ctx, sv_id)
     return StreamingResponse(
-        stream, media_type="application/json",
+        stream,
+        media_type="application/json",
         headers={"Content-Length": str(stream.length), "Cache-Control": "no-store"},
         background=BackgroundTask(stream.aclose),
     )
@@ -202,7 +234,9 @@ async def list_outputs(
     page = page_params(request)
     chunk = outputs[page.offset : page.offset + page.size]
     meta, links = pagination(request, page, len(outputs))
-    return document([serialize_output(o, ctx.box, reveal=False) for o in chunk], meta=meta, links=links)
+    return document(
+        [serialize_output(o, ctx.box, reveal=False) for o in chunk], meta=meta, links=links
+    )
 
 
 @router.get("/state-version-outputs/{output_id}", operation_id="showStateVersionOutput")
@@ -219,7 +253,11 @@ async def show_output(
     operation_id="listCurrentStateVersionOutputs",
 )
 async def current_outputs(
-    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep, ctx: ContextDep
+    workspace_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    ctx: ContextDep,
 ) -> Response:
     ws, org = await workspaces.get(session, principal, workspace_id)
     sv = await service.current(session, principal, ws, org)
@@ -227,7 +265,9 @@ async def current_outputs(
     page = page_params(request, default_size=100)
     chunk = outputs[page.offset : page.offset + page.size]
     meta, links = pagination(request, page, len(outputs))
-    return document([serialize_output(o, ctx.box, reveal=False) for o in chunk], meta=meta, links=links)
+    return document(
+        [serialize_output(o, ctx.box, reveal=False) for o in chunk], meta=meta, links=links
+    )
 
 
 class _RollbackAttributes(Attributes):

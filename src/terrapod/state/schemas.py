@@ -53,11 +53,15 @@ def serialize(
         "billable-rum-count": sv.resource_count,
         "vcs-commit-sha": None,
         "vcs-commit-url": None,
-        "hosted-state-download-url": None if pending else url_for(keys.state_version(ws, sv.id), "GET"),
+        "hosted-state-download-url": None
+        if pending
+        else url_for(keys.state_version(ws, sv.id), "GET"),
         "hosted-json-state-download-url": (
             url_for(keys.state_version_json(ws, sv.id), "GET") if sv.json_state_uploaded else None
         ),
-        "hosted-state-upload-url": url_for(keys.state_version(ws, sv.id), "PUT") if pending else None,
+        "hosted-state-upload-url": url_for(keys.state_version(ws, sv.id), "PUT")
+        if pending
+        else None,
         "hosted-json-state-upload-url": (
             None if sv.json_state_uploaded else url_for(keys.state_version_json(ws, sv.id), "PUT")
         ),

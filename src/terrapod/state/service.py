@@ -141,14 +141,18 @@ async def list_for_workspace(
         await session.execute(select(func.count()).select_from(StateVersion).where(*where))
     ).scalar_one()
     rows = (
-        await session.execute(
-            select(StateVersion)
-            .where(*where)
-            .order_by(StateVersion.created_at.desc(), StateVersion.id.desc())
-            .offset(offset)
-            .limit(limit)
+        (
+            await session.execute(
+                select(StateVersion)
+                .where(*where)
+                .order_by(StateVersion.created_at.desc(), StateVersion.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return rows, total
 
 
@@ -202,7 +206,12 @@ def output_value(box: SecretBox, output: StateVersionOutput, *, reveal: bool) ->
 
 
 async def open_content(
-    session: AsyncSession, principal: Principal, ctx: StateContext, sv_id: str, *, json: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    ctx: StateContext,
+    sv_id: str,
+    *,
+    json: bool = False,
 ) -> tuple[StateVersion, Any]:
     """Open the stored state (or JSON state) of a version for streaming to the caller."""
     sv, ws, _ = await get(session, principal, sv_id)
@@ -225,12 +234,15 @@ async def create(
     org: Organization,
     req: CreateRequest,
 ) -> StateVersion:
-    authorize(principal, Action.WS_CREATE_STATE, organization_id=org.id, workspace_id=ws.id,
-              what="workspace")
+    authorize(
+        principal,
+        Action.WS_CREATE_STATE,
+        organization_id=org.id,
+        workspace_id=ws.id,
+        what="workspace",
+    )
     if not workspaces.holds_lock(principal, ws):
-        raise Conflict(
-            "the workspace must be locked by you before you create a state version"
-        )
+        raise Conflict("the workspace must be locked by you before you create a state version")
     if req.serial < 0:
         raise Invalid("serial must not be negative", pointer="/data/attributes/serial")
     if not MD5_RE.match(req.md5):
@@ -253,16 +265,20 @@ async def create(
         try:
             outputs = orjson.loads(_b64(req.json_state_outputs, "json-state-outputs"))
         except orjson.JSONDecodeError as exc:
-            raise Invalid("json-state-outputs is not JSON",
-                          pointer="/data/attributes/json-state-outputs") from exc
+            raise Invalid(
+                "json-state-outputs is not JSON", pointer="/data/attributes/json-state-outputs"
+            ) from exc
         if not isinstance(outputs, dict):
-            raise Invalid("json-state-outputs must be an object of outputs",
-                          pointer="/data/attributes/json-state-outputs")
+            raise Invalid(
+                "json-state-outputs must be an object of outputs",
+                pointer="/data/attributes/json-state-outputs",
+            )
         await _store_outputs(session, ctx.box, sv, outputs)
         sv.outputs_from_request = True
     if req.json_state is not None:
-        await ctx.store.put_bytes(keys.state_version_json(ws.id, sv.id),
-                                  _b64(req.json_state, "json-state"))
+        await ctx.store.put_bytes(
+            keys.state_version_json(ws.id, sv.id), _b64(req.json_state, "json-state")
+        )
         sv.json_state_uploaded = True
     if req.state is not None:
         raw = _b64(req.state, "state")
@@ -426,8 +442,13 @@ async def rollback(
     target_id: str,
 ) -> StateVersion:
     """Make a copy of an earlier version the current state (a new version, history kept)."""
-    authorize(principal, Action.WS_CREATE_STATE, organization_id=org.id, workspace_id=ws.id,
-              what="workspace")
+    authorize(
+        principal,
+        Action.WS_CREATE_STATE,
+        organization_id=org.id,
+        workspace_id=ws.id,
+        what="workspace",
+    )
     if not workspaces.holds_lock(principal, ws):
         raise Conflict("the workspace must be locked by you before rolling back its state")
     target = await session.get(StateVersion, target_id) if looks_like_id(target_id, "sv") else None
@@ -465,9 +486,14 @@ async def rollback(
         session,
         ctx.box,
         sv,
-        {o.name: {"value": output_value(ctx.box, o, reveal=True), "sensitive": o.sensitive,
-                  "type": o.detailed_type} for o in old},
+        {
+            o.name: {
+                "value": output_value(ctx.box, o, reveal=True),
+                "sensitive": o.sensitive,
+                "type": o.detailed_type,
+            }
+            for o in old
+        },
     )
     await _make_current(session, sv, ws)
     return sv
-

@@ -50,62 +50,88 @@ class _AsyncReader:
         return data
 
 
-def _provider_name(provider: str) -> str:
-    return provider
+class _Collector:
+    """Turns ijson's (prefix, event, value) stream into a :class:`StateSummary`."""
+
+    def __init__(self) -> None:
+        self.summary = StateSummary()
+        self.counts: Counter[tuple[str, str, str, str]] = Counter()
+        self.current: dict[str, Any] = {}
+        self.instances = 0
+        # Builds the (small) outputs object while the rest of the document streams past.
+        self.outputs: ijson.ObjectBuilder | None = None
+
+    def feed(self, prefix: str, event: str, value: Any) -> None:
+        if self.outputs is not None:
+            self._feed_outputs(prefix, event, value)
+        elif prefix == "outputs" and event == "start_map":
+            self.outputs = ijson.ObjectBuilder()
+            self.outputs.event(event, value)
+        elif prefix.startswith("resources.item"):
+            self._feed_resource(prefix, event, value)
+        elif event in ("number", "string") and prefix in _TOP_LEVEL:
+            setattr(self.summary, prefix, int(value) if prefix == "serial" else value)
+
+    def _feed_outputs(self, prefix: str, event: str, value: Any) -> None:
+        builder = self.outputs
+        if builder is None:
+            return
+        if prefix == "outputs" and event == "end_map":
+            self.summary.outputs = builder.value
+            self.outputs = None
+        else:
+            builder.event(event, value)
+
+    def _feed_resource(self, prefix: str, event: str, value: Any) -> None:
+        if prefix == "resources.item" and event == "start_map":
+            self.current, self.instances = {}, 0
+        elif prefix == "resources.item.instances.item" and event == "start_map":
+            self.instances += 1
+        elif prefix.count(".") == 2 and event == "string":
+            self.current[prefix.rsplit(".", 1)[1]] = value
+        elif prefix == "resources.item" and event == "end_map" and self._is_managed():
+            self.summary.resource_count += self.instances
+            key = (
+                self.current.get("module", "root"),
+                self.current.get("type", ""),
+                self.current.get("name", ""),
+                self.current.get("provider", ""),
+            )
+            self.counts[key] += self.instances
+
+    def _is_managed(self) -> bool:
+        return bool(self.current.get("mode", "managed") == "managed")
+
+    def finish(self) -> StateSummary:
+        summary = self.summary
+        for (module, rtype, name, provider), count in self.counts.items():
+            summary.resources.append(
+                {
+                    "name": name,
+                    "type": rtype,
+                    "count": count,
+                    "module": module,
+                    "provider": provider,
+                }
+            )
+            by_type = summary.modules.setdefault(module, {})
+            by_type[rtype] = by_type.get(rtype, 0) + count
+            by_type = summary.providers.setdefault(provider, {})
+            by_type[rtype] = by_type.get(rtype, 0) + count
+        return summary
+
+
+_TOP_LEVEL = ("serial", "lineage", "terraform_version")
 
 
 async def summarize(chunks: AsyncIterator[bytes]) -> StateSummary:
     """Parse a state stream; raise Invalid when it is not a JSON state document."""
-    summary = StateSummary()
-    counts: Counter[tuple[str, str, str, str]] = Counter()
-    current: dict[str, Any] = {}
-    instances = 0
-    builder: ijson.ObjectBuilder | None = None
+    collector = _Collector()
     try:
         async for prefix, event, value in ijson.parse_async(_AsyncReader(chunks), use_float=True):
-            if builder is not None:
-                if prefix == "outputs" and event == "end_map":
-                    summary.outputs = builder.value
-                    builder = None
-                else:
-                    builder.event(event, value)
-                continue
-            if prefix == "outputs" and event == "start_map":
-                builder = ijson.ObjectBuilder()
-                builder.event(event, value)
-            elif prefix == "serial" and event == "number":
-                summary.serial = int(value)
-            elif prefix == "lineage" and event == "string":
-                summary.lineage = value
-            elif prefix == "terraform_version" and event == "string":
-                summary.terraform_version = value
-            elif prefix == "resources.item" and event == "start_map":
-                current, instances = {}, 0
-            elif prefix == "resources.item.instances.item" and event == "start_map":
-                instances += 1
-            elif prefix.startswith("resources.item.") and prefix.count(".") == 2 and event == "string":
-                current[prefix.rsplit(".", 1)[1]] = value
-            elif prefix == "resources.item" and event == "end_map":
-                if current.get("mode", "managed") == "managed":
-                    summary.resource_count += instances
-                    key = (
-                        current.get("module", "root"),
-                        current.get("type", ""),
-                        current.get("name", ""),
-                        current.get("provider", ""),
-                    )
-                    counts[key] += instances
+            collector.feed(prefix, event, value)
     except ijson.JSONError as exc:
         raise Invalid(f"state is not valid JSON: {exc}") from exc
-    if summary.serial is None:
+    if collector.summary.serial is None:
         raise Invalid("state has no serial; it is not a Terraform state file")
-    for (module, rtype, name, provider), count in counts.items():
-        summary.resources.append(
-            {"name": name, "type": rtype, "count": count, "module": module,
-             "provider": _provider_name(provider)}
-        )
-        summary.modules.setdefault(module, {})
-        summary.modules[module][rtype] = summary.modules[module].get(rtype, 0) + count
-        summary.providers.setdefault(provider, {})
-        summary.providers[provider][rtype] = summary.providers[provider].get(rtype, 0) + count
-    return summary
+    return collector.finish()

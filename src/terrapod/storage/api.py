@@ -64,6 +64,7 @@ class UploadHandler:
     finish: UploadHook
     guard: UploadGuard | None = None
 
+
 router = APIRouter()
 
 Token = Annotated[str, Path(description="Signed object token (see terrapod.storage.signing)")]
@@ -140,7 +141,7 @@ async def download_object(request: Request, token: Token) -> Response:
 
 
 @router.put(f"{OBJECTS_PATH}/{{token}}", operation_id="upload_object", include_in_schema=False)
-async def upload_object(request: Request, token: Token) -> Response:
+async def upload_object(request: Request, token: Token) -> Response:  # noqa: PLR0911 - one return per refusal
     """Store the request body under the key the token grants PUT on, then run the matching
     upload hook. 200 with an empty body; 413 when larger than the upload limit."""
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +16,9 @@ from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
 from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list
 from terrapod.organizations import service as organizations
+from terrapod.organizations.models import Organization
 from terrapod.workspaces import service
+from terrapod.workspaces.models import Workspace
 from terrapod.workspaces.schemas import (
     LockAttributes,
     WorkspaceAttributes,
@@ -32,7 +36,7 @@ def _one(view: WorkspaceView, principal: Principal, status_code: int = 200) -> R
     return document(serialize(view, principal), status_code=status_code)
 
 
-async def _parse(request: Request) -> tuple[dict[str, object], list[str] | None]:
+async def _parse(request: Request) -> tuple[dict[str, Any], list[str] | None]:
     body = await parse_resource(request, WorkspaceAttributes, types=TYPES)
     if body.attributes.vcs_repo:
         raise Invalid(
@@ -91,18 +95,23 @@ async def show_workspace_by_name(
 
 
 @router.get("/workspaces/{workspace_id}", operation_id="showWorkspace")
-async def show_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+async def show_workspace(
+    workspace_id: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
     ws, org = await service.get(session, principal, workspace_id)
     return _one(await service.view(session, ws, org), principal)
 
 
 async def _update(
-    request: Request, session: SessionDep, principal: Principal, ws_org: tuple[object, object]
+    request: Request,
+    session: SessionDep,
+    principal: Principal,
+    found: tuple[Workspace, Organization],
 ) -> Response:
-    ws, org = ws_org
+    ws, org = found
     values, tags = await _parse(request)
-    ws = await service.update(session, principal, ws, org, values, tags=tags)  # type: ignore[arg-type]
-    return _one(await service.view(session, ws, org), principal)  # type: ignore[arg-type]
+    ws = await service.update(session, principal, ws, org, values, tags=tags)
+    return _one(await service.view(session, ws, org), principal)
 
 
 @router.patch(
@@ -113,7 +122,9 @@ async def _update(
 async def update_workspace(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
-    return await _update(request, session, principal, await service.get(session, principal, workspace_id))
+    return await _update(
+        request, session, principal, await service.get(session, principal, workspace_id)
+    )
 
 
 @router.patch(
@@ -129,14 +140,18 @@ async def update_workspace_by_name(
 
 
 @router.delete("/workspaces/{workspace_id}", operation_id="deleteWorkspace", status_code=204)
-async def delete_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+async def delete_workspace(
+    workspace_id: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
     ws, org = await service.get(session, principal, workspace_id)
     await service.delete_workspace(session, principal, ws, org, safe=False)
     return no_content()
 
 
 @router.delete(
-    "/organizations/{org_name}/workspaces/{name}", operation_id="deleteWorkspaceByName", status_code=204
+    "/organizations/{org_name}/workspaces/{name}",
+    operation_id="deleteWorkspaceByName",
+    status_code=204,
 )
 async def delete_workspace_by_name(
     org_name: str, name: str, session: SessionDep, principal: PrincipalDep
@@ -146,7 +161,11 @@ async def delete_workspace_by_name(
     return no_content()
 
 
-@router.post("/workspaces/{workspace_id}/actions/safe-delete", operation_id="safeDeleteWorkspace", status_code=204)
+@router.post(
+    "/workspaces/{workspace_id}/actions/safe-delete",
+    operation_id="safeDeleteWorkspace",
+    status_code=204,
+)
 async def safe_delete_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -191,7 +210,9 @@ async def lock_workspace(
 
 
 @router.post("/workspaces/{workspace_id}/actions/unlock", operation_id="unlockWorkspace")
-async def unlock_workspace(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
+async def unlock_workspace(
+    workspace_id: str, session: SessionDep, principal: PrincipalDep
+) -> Response:
     ws, org = await service.get(session, principal, workspace_id)
     ws = await service.unlock(session, principal, ws, org)
     return _one(await service.view(session, ws, org), principal)
@@ -215,7 +236,9 @@ def _tag_names(items: list[dict[str, object]]) -> list[str]:
         attrs = item.get("attributes")
         name = attrs.get("name") if isinstance(attrs, dict) else None
         if not isinstance(name, str):
-            raise Invalid("each tag needs attributes.name", pointer=f"/data/{index}/attributes/name")
+            raise Invalid(
+                "each tag needs attributes.name", pointer=f"/data/{index}/attributes/name"
+            )
         names.append(name)
     return names
 
@@ -225,12 +248,24 @@ async def list_tags(workspace_id: str, session: SessionDep, principal: Principal
     ws, org = await service.get(session, principal, workspace_id)
     view = await service.view(session, ws, org)
     data = [resource("tags", name, {"name": name}) for name in view.tags]
-    meta = {"pagination": {"current-page": 1, "page-size": len(data), "prev-page": None,
-                           "next-page": None, "total-pages": 1, "total-count": len(data)}}
+    meta = {
+        "pagination": {
+            "current-page": 1,
+            "page-size": len(data),
+            "prev-page": None,
+            "next-page": None,
+            "total-pages": 1,
+            "total-count": len(data),
+        }
+    }
     return document(data, meta=meta)
 
 
-@router.post("/workspaces/{workspace_id}/relationships/tags", operation_id="addWorkspaceTags", status_code=204)
+@router.post(
+    "/workspaces/{workspace_id}/relationships/tags",
+    operation_id="addWorkspaceTags",
+    status_code=204,
+)
 async def add_tags(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -241,7 +276,9 @@ async def add_tags(
 
 
 @router.delete(
-    "/workspaces/{workspace_id}/relationships/tags", operation_id="removeWorkspaceTags", status_code=204
+    "/workspaces/{workspace_id}/relationships/tags",
+    operation_id="removeWorkspaceTags",
+    status_code=204,
 )
 async def remove_tags(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep

@@ -123,9 +123,13 @@ def serialize(view: WorkspaceView, principal: Principal) -> Resource:
             "agent-pool": ref("agent-pools", ws.agent_pool_id),
             "locked-by": _locked_by(view),
             "remote-state-consumers": {
-                "links": {"related": f"/api/v2/workspaces/{ws.id}/relationships/remote-state-consumers"}
+                "links": {
+                    "related": f"/api/v2/workspaces/{ws.id}/relationships/remote-state-consumers"
+                }
             },
-            "outputs": {"links": {"related": f"/api/v2/workspaces/{ws.id}/current-state-version-outputs"}},
+            "outputs": {
+                "links": {"related": f"/api/v2/workspaces/{ws.id}/current-state-version-outputs"}
+            },
         },
         links={
             "self": f"/api/v2/organizations/{org.name}/workspaces/{ws.name}",

@@ -29,7 +29,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,90}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9:_-]{0,254}$")
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,62})$")
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$")
-CONSTRAINT_PART_RE = re.compile(r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?\s*$")
+CONSTRAINT_PART_RE = re.compile(
+    r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?\s*$"
+)
 EXECUTION_MODES = ("remote", "local", "agent")
 MAX_CONSUMERS_PAGE = 100
 
@@ -104,7 +106,7 @@ def validate_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-def _validate(values: dict[str, Any]) -> None:  # noqa: C901, PLR0912 - one check per attribute
+def _validate(values: dict[str, Any]) -> None:  # noqa: PLR0912 - one check per attribute
     for key in NOT_NULL:
         if key in values and values[key] is None:
             raise Invalid(f"{key.replace('_', '-')} cannot be null", pointer=_pointer(key))
@@ -140,7 +142,9 @@ def _validate(values: dict[str, Any]) -> None:  # noqa: C901, PLR0912 - one chec
     for key in ("trigger_prefixes", "trigger_patterns"):
         items = values.get(key)
         if items is not None and not all(isinstance(i, str) for i in items):
-            raise Invalid(f"{key.replace('_', '-')} must be a list of strings", pointer=_pointer(key))
+            raise Invalid(
+                f"{key.replace('_', '-')} must be a list of strings", pointer=_pointer(key)
+            )
     if values.get("execution_mode") == "agent" or values.get("agent_pool_id"):
         # Agent pools arrive with the agents domain; until then no pool id can be valid.
         raise Invalid(
@@ -255,6 +259,14 @@ class ListFilter:
     wildcard_name: str | None = None  # search[wildcard-name]: *foo, foo*, *foo*
 
 
+def _has_tag(tag: str) -> Any:
+    return (
+        select(WorkspaceTag.workspace_id)
+        .where(WorkspaceTag.workspace_id == Workspace.id, WorkspaceTag.name == tag)
+        .exists()
+    )
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -280,18 +292,8 @@ async def list_in_org(
     if filters.wildcard_name:
         pattern = _like_escape(filters.wildcard_name.lower()).replace("*", "%")
         conditions.append(func.lower(Workspace.name).like(pattern, escape="\\"))
-    for tag in filters.tags:
-        conditions.append(
-            select(WorkspaceTag.workspace_id)
-            .where(WorkspaceTag.workspace_id == Workspace.id, WorkspaceTag.name == tag)
-            .exists()
-        )
-    for tag in filters.exclude_tags:
-        conditions.append(
-            ~select(WorkspaceTag.workspace_id)
-            .where(WorkspaceTag.workspace_id == Workspace.id, WorkspaceTag.name == tag)
-            .exists()
-        )
+    conditions.extend(_has_tag(tag) for tag in filters.tags)
+    conditions.extend(~_has_tag(tag) for tag in filters.exclude_tags)
     where = and_(*conditions)
     total = (
         await session.execute(select(func.count()).select_from(Workspace).where(where))
@@ -333,7 +335,10 @@ async def update(
     tags: Sequence[str] | None = None,
 ) -> Workspace:
     authorize(
-        principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id,
+        principal,
+        Action.WS_UPDATE,
+        organization_id=org.id,
+        workspace_id=workspace.id,
         what="workspace",
     )
     _validate(values)
@@ -357,7 +362,10 @@ async def _set_tags(session: AsyncSession, workspace_id: str, tags: Sequence[str
 
 
 async def add_tags(
-    session: AsyncSession, principal: Principal, workspace: Workspace, org: Organization,
+    session: AsyncSession,
+    principal: Principal,
+    workspace: Workspace,
+    org: Organization,
     tags: Sequence[str],
 ) -> None:
     authorize(principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id)
@@ -366,7 +374,10 @@ async def add_tags(
 
 
 async def remove_tags(
-    session: AsyncSession, principal: Principal, workspace: Workspace, org: Organization,
+    session: AsyncSession,
+    principal: Principal,
+    workspace: Workspace,
+    org: Organization,
     tags: Sequence[str],
 ) -> None:
     authorize(principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id)
@@ -388,7 +399,10 @@ async def delete_workspace(
 ) -> None:
     """Delete the workspace. ``safe`` refuses while its state still manages resources."""
     authorize(
-        principal, Action.WS_DELETE, organization_id=org.id, workspace_id=workspace.id,
+        principal,
+        Action.WS_DELETE,
+        organization_id=org.id,
+        workspace_id=workspace.id,
         what="workspace",
     )
     if safe and workspace.resource_count > 0:
@@ -460,18 +474,26 @@ async def unlock(
     conditions = [Workspace.id == workspace.id, Workspace.locked.is_(True)]
     if not force:
         kind, holder = holder_of(principal)
-        if workspace.locked and (workspace.locked_by_kind, workspace.locked_by_id) != (kind, holder):
+        if workspace.locked and (workspace.locked_by_kind, workspace.locked_by_id) != (
+            kind,
+            holder,
+        ):
             if workspace.locked_by_kind == "runs":
-                raise Conflict("Unable to unlock workspace. The workspace is locked by Run "
-                               f"{workspace.locked_by_id}.")
-            raise Conflict("Unable to unlock workspace. The workspace is locked by another user; "
-                           "an administrator can force-unlock it.")
+                raise Conflict(
+                    "Unable to unlock workspace. The workspace is locked by Run "
+                    f"{workspace.locked_by_id}."
+                )
+            raise Conflict(
+                "Unable to unlock workspace. The workspace is locked by another user; "
+                "an administrator can force-unlock it."
+            )
         conditions += [Workspace.locked_by_kind == kind, Workspace.locked_by_id == holder]
     result = await session.execute(
         sql_update(Workspace)
         .where(*conditions)
-        .values(locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None,
-                locked_at=None)
+        .values(
+            locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None, locked_at=None
+        )
         .execution_options(synchronize_session=False)
     )
     await session.refresh(workspace)
@@ -492,8 +514,9 @@ async def release_lock_held_by(
             Workspace.locked_by_kind == kind,
             Workspace.locked_by_id == holder,
         )
-        .values(locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None,
-                locked_at=None)
+        .values(
+            locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None, locked_at=None
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -613,7 +636,9 @@ async def may_read_state(
     return shared is not None
 
 
-def permissions_for(principal: Principal, workspace: Workspace, org: Organization) -> dict[str, bool]:
+def permissions_for(
+    principal: Principal, workspace: Workspace, org: Organization
+) -> dict[str, bool]:
     """The ``permissions`` block: the CLI crashes on a null one (CLIENT_FACTS.md)."""
     scope = {"organization_id": org.id, "workspace_id": workspace.id}
     read = can(principal, Action.WS_READ, **scope)
