@@ -44,6 +44,17 @@ log = get_logger("terrapod.app")
 
 TOKEN_USAGE_FLUSH_SECONDS = 30.0
 
+# Every router the application serves; the route-table snapshot test reads this too.
+ROUTERS = (
+    system_api.router,
+    organizations_api.router,
+    auth_api.router,
+    users_api.router,
+    workspaces_api.router,
+    state_api.router,
+    storage_api.router,
+)
+
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,15 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
         UploadHandler(state_api.UPLOAD_PREFIX, state_api.upload_hook, state_api.upload_guard)
     ]
     _install_error_handlers(app)
-    for router in (
-        system_api.router,
-        organizations_api.router,
-        auth_api.router,
-        users_api.router,
-        workspaces_api.router,
-        state_api.router,
-        storage_api.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     app.mount("/docs-static", StaticFiles(directory=DOCS_STATIC_DIR), name="docs-static")
     app.add_middleware(

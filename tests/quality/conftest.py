@@ -1,0 +1,127 @@
+"""A populated world for the generic endpoint suite: users in every role, an outsider
+organization, workspaces with tags, consumers, state versions with outputs, tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.api.conftest import admin, anon, app  # noqa: F401  (re-exported fixtures)
+from tests.factories import Actor, make_org, make_user
+from tests.quality.routes import Route
+from tests.statefiles import create_body, md5, state
+
+
+@dataclass
+class World:
+    app: FastAPI
+    admin: httpx.AsyncClient
+    owner: Actor
+    member: Actor
+    other_member: Actor
+    outsider: Actor
+    values: dict[str, str]
+
+    def client(self, actor: Actor) -> httpx.AsyncClient:
+        return actor.client(self.app)
+
+
+async def _ok(r: httpx.Response) -> httpx.Response:
+    assert r.status_code < 300, r.text
+    return r
+
+
+@pytest.fixture
+async def world(app: FastAPI, admin: httpx.AsyncClient) -> World:  # noqa: F811
+    for name in ("org-b", "org-c"):
+        await make_org(app, name)
+    owner = await make_user(app, organization="default", role="owner")
+    member = await make_user(app, organization="default", role="member")
+    async with app.state.sessionmaker() as session:  # a second organization to list
+        from terrapod.access.principal import SYSTEM
+        from terrapod.organizations import service as organizations
+
+        org_b = await organizations.get_by_name(session, SYSTEM, "org-b")
+        await organizations.add_member(session, SYSTEM, org_b, member.user_id, "member")
+        await session.commit()
+    app.state.tokens.cache.clear()
+    other_member = await make_user(app, organization="default", role="member")
+    await make_org(app, "elsewhere")
+    outsider = await make_user(app, organization="elsewhere", role="owner")
+    async with member.client(app) as m:
+        for _ in range(3):
+            await _ok(
+                await m.post(
+                    f"/api/v2/users/{member.user_id}/authentication-tokens",
+                    json={"data": {"type": "authentication-tokens", "attributes": {}}},
+                )
+            )
+        tokens = (await m.get(f"/api/v2/users/{member.user_id}/authentication-tokens")).json()[
+            "data"
+        ]
+    org_ws = "/api/v2/organizations/default/workspaces"
+    ids = []
+    for name in ("main", "other", "third", "fourth"):
+        r = await _ok(
+            await admin.post(
+                org_ws,
+                json={
+                    "data": {
+                        "type": "workspaces",
+                        "attributes": {"name": name, "tag-names": ["app"]},
+                    }
+                },
+            )
+        )
+        ids.append(r.json()["data"]["id"])
+    main, other = ids[0], ids[1]
+    await _ok(
+        await admin.post(
+            f"/api/v2/workspaces/{main}/relationships/remote-state-consumers",
+            json={"data": [{"type": "workspaces", "id": i} for i in ids[1:]]},
+        )
+    )
+    await _ok(await admin.post(f"/api/v2/workspaces/{main}/actions/lock"))
+    svs = []
+    for serial in (1, 2, 3):
+        outputs = {
+            f"o{i}": {"value": f"v{i}", "type": "string", "sensitive": i == 0} for i in range(3)
+        }
+        r = await _ok(
+            await admin.post(
+                f"/api/v2/workspaces/{main}/state-versions",
+                json=create_body(state(serial, outputs=outputs), serial),
+            )
+        )
+        svs.append(r.json()["data"]["id"])
+    await _ok(await admin.post(f"/api/v2/workspaces/{main}/actions/unlock"))
+    await _ok(await admin.post("/api/v2/organizations/default/authentication-token"))
+    outputs = (await admin.get(f"/api/v2/state-versions/{svs[-1]}/outputs")).json()["data"]
+    values = {
+        "name": "default",
+        "org_name": "default",
+        "workspace_id": main,
+        "workspace_name": "main",
+        "empty_workspace_id": ids[2],
+        "other_workspace_id": other,
+        "user_id": member.user_id,
+        "token_id": tokens[0]["id"],
+        "sv_id": svs[-1],
+        "old_state_version_id": svs[0],
+        "output_id": outputs[0]["id"],
+        "md5": md5(b"pending"),
+    }
+    return World(app, admin, owner, member, other_member, outsider, values)
+
+
+def values_for(route: Route, values: dict[str, str]) -> dict[str, str]:
+    """``{name}`` is the workspace name under /organizations/{org_name}/workspaces/; routes
+    that refuse a workspace with resources (safe-delete) get an empty one."""
+    if route.extra.get("empty_workspace"):
+        values = {**values, "workspace_id": values["empty_workspace_id"], "workspace_name": "third"}
+    if "{org_name}" in route.path:
+        return {**values, "name": values["workspace_name"]}
+    return values

@@ -1,0 +1,39 @@
+"""The Alembic head and the models describe the same schema, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+
+from terrapod.config import Settings
+from terrapod.db import models as _models  # noqa: F401
+from terrapod.db.base import Base
+from terrapod.db.engine import create_engine
+from terrapod.db.migrate import current_head
+
+
+def _diff(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def _compare(settings: Settings) -> tuple[list[object], str | None]:
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(_diff)
+            version = await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+    return diff, version
+
+
+def test_autogenerate_finds_no_difference(migrated_settings: Settings) -> None:
+    diff, version = asyncio.run(_compare(migrated_settings))
+    assert version == current_head()
+    assert diff == [], f"models and migrations differ; run alembic autogenerate: {diff}"
