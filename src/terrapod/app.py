@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
+from typing import TextIO
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -80,16 +81,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-def announce_admin_token(username: str, token: str) -> None:
+def announce_admin_token(username: str, token: str, stream: TextIO = sys.stdout) -> None:
     # Written to the terminal, never to the structured log: this is the one time the token
     # exists in plain text outside the operator's hands.
-    sys.stdout.write(
+    stream.write(
         "\n"
         "  Terrapod created the organization 'default' and the admin user "
         f"'{username}'.\n"
         f"  Admin API token (shown once, store it now):\n\n    {token}\n\n"
     )
-    sys.stdout.flush()
+    stream.flush()
 
 
 async def _flush_token_usage(app: FastAPI) -> None:

@@ -160,8 +160,10 @@ def migrate(data_dir: DataDir = None) -> None:
 
 
 def _run_admin(settings: Settings, action: Callable[..., Awaitable[T]]) -> T:
+    from terrapod.app import announce_admin_token
     from terrapod.auth.service import TokenService
     from terrapod.auth.tokens import PrincipalCache
+    from terrapod.bootstrap import bootstrap
     from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
     from terrapod.db.migrate import upgrade
     from terrapod.errors import DomainError
@@ -171,6 +173,15 @@ def _run_admin(settings: Settings, action: Callable[..., Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings)
         try:
+            # A fresh install gets its default organization and admin even when an admin
+            # command, not `serve`, touches the database first.
+            tokens = TokenService(PrincipalCache(0))
+            result = await bootstrap(settings, create_sessionmaker(engine), tokens)
+            if result.generated_token:
+                # stderr: the command's JSON on stdout stays machine-readable.
+                announce_admin_token(
+                    result.admin_username or "admin", result.generated_token, sys.stderr
+                )
             async with create_sessionmaker(engine)() as session:
                 await session.connection(execution_options={WRITE_OPTION: True})
                 result = await action(session, TokenService(PrincipalCache(0)))
