@@ -15,7 +15,7 @@ TERRAPOD = str(Path(sys.executable).parent / "terrapod")
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("TERRAPOD_")}
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [TERRAPOD, *args],
         capture_output=True,
         text=True,

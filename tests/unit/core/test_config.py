@@ -61,5 +61,5 @@ def test_invalid_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERRAPOD_CONFIG_FILE", str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigFileMissing, match="nope.yaml"):
+    with pytest.raises(ConfigFileMissing, match=r"nope\.yaml"):
         load_settings()
