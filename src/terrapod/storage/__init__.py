@@ -27,7 +27,6 @@ from terrapod.storage.signing import (
     SignatureInvalid,
     SignedUrlError,
     UrlSigner,
-    derive_key,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ __all__ = [
     "StorageError",
     "UrlSigner",
     "build_object_store",
-    "derive_key",
 ]
 
 

@@ -73,19 +73,11 @@ def _b64decode(text: str) -> bytes:
     return data
 
 
-def derive_key(master_secret: bytes, purpose: str = "signed-urls") -> bytes:
-    """A key for one purpose derived from the master secret, so that URL signatures never
-    share key material with encryption at rest or anything else keyed from the same secret."""
-    return hmac.new(
-        master_secret, b"terrapod key derivation\n" + purpose.encode(), "sha256"
-    ).digest()
-
-
 class UrlSigner:
     """Issues and checks signed object tokens.
 
-    ``secret`` should be at least 32 random bytes (see :func:`derive_key`); ``default_ttl`` is
-    the lifetime in seconds of a token signed without an explicit ``ttl``.
+    ``secret`` should be at least 32 random bytes (see :func:`terrapod.keys.derive_key`);
+    ``default_ttl`` is the lifetime in seconds of a token signed without an explicit ``ttl``.
     """
 
     def __init__(self, secret: bytes, default_ttl: int) -> None:

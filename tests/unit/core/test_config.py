@@ -63,3 +63,14 @@ def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TERRAPOD_CONFIG_FILE", str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigFileMissing, match=r"nope\.yaml"):
         load_settings()
+
+
+def test_derived_keys_are_separate_per_purpose(tmp_path: Path) -> None:
+    from terrapod.keys import derive_key, load_master_secret
+
+    settings = Settings(data_dir=tmp_path)
+    master = load_master_secret(settings)
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert load_master_secret(settings) == master  # created once, then reused
+    assert derive_key(master, "signed-urls") != derive_key(master, "secrets-at-rest")
+    assert len(derive_key(master, "signed-urls")) == 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -44,7 +44,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def hook_calls(app: FastAPI) -> Iterator[list[ObjectInfo]]:
+def hook_calls(app: FastAPI) -> list[ObjectInfo]:
     calls: list[ObjectInfo] = []
 
     async def record(request: Request, info: ObjectInfo) -> None:
@@ -52,7 +52,7 @@ def hook_calls(app: FastAPI) -> Iterator[list[ObjectInfo]]:
         calls.append(info)
 
     app.state.upload_handlers = [UploadHandler("workspaces/", record)]
-    yield calls
+    return calls
 
 
 def assert_jsonapi_error(response: httpx.Response, status: int, detail: str) -> None:

@@ -12,7 +12,6 @@ from terrapod.storage.signing import (
     SignatureInvalid,
     SignedUrlError,
     UrlSigner,
-    derive_key,
 )
 
 SECRET = b"s" * 32
@@ -141,11 +140,3 @@ def test_sign_refuses_bad_input(signer: UrlSigner) -> None:
         signer.sign(KEY, "GET", ttl=0)
     with pytest.raises(ValueError, match="16 bytes"):
         UrlSigner(b"short", 300)
-
-
-def test_derive_key_separates_purposes() -> None:
-    master = b"m" * 32
-
-    assert derive_key(master) == derive_key(master, "signed-urls")
-    assert derive_key(master, "signed-urls") != derive_key(master, "encryption")
-    assert len(derive_key(master)) == 32
