@@ -176,15 +176,16 @@ def _run_admin(settings: Settings, action: Callable[..., Awaitable[T]]) -> T:
             # A fresh install gets its default organization and admin even when an admin
             # command, not `serve`, touches the database first.
             tokens = TokenService(PrincipalCache(0))
-            result = await bootstrap(settings, create_sessionmaker(engine), tokens)
-            if result.generated_token:
+            sessionmaker = create_sessionmaker(engine)
+            fresh = await bootstrap(settings, sessionmaker, tokens)
+            if fresh.generated_token:
                 # stderr: the command's JSON on stdout stays machine-readable.
                 announce_admin_token(
-                    result.admin_username or "admin", result.generated_token, sys.stderr
+                    fresh.admin_username or "admin", fresh.generated_token, sys.stderr
                 )
-            async with create_sessionmaker(engine)() as session:
+            async with sessionmaker() as session:
                 await session.connection(execution_options={WRITE_OPTION: True})
-                result = await action(session, TokenService(PrincipalCache(0)))
+                result = await action(session, tokens)
                 await session.commit()
                 return result
         finally:
