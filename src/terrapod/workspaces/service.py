@@ -419,6 +419,16 @@ async def delete_workspace(
 # -- locking ---------------------------------------------------------------------------
 
 
+# Column values of an unlocked workspace.
+_UNLOCKED: dict[str, Any] = {
+    "locked": False,
+    "locked_by_kind": None,
+    "locked_by_id": None,
+    "lock_reason": None,
+    "locked_at": None,
+}
+
+
 def holder_of(principal: Principal) -> tuple[str, str]:
     """Who a lock taken by ``principal`` belongs to: (kind, id)."""
     if principal.run_id is not None:
@@ -491,9 +501,7 @@ async def unlock(
     result = await session.execute(
         sql_update(Workspace)
         .where(*conditions)
-        .values(
-            locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None, locked_at=None
-        )
+        .values(**_UNLOCKED)
         .execution_options(synchronize_session=False)
     )
     await session.refresh(workspace)
@@ -514,9 +522,7 @@ async def release_lock_held_by(
             Workspace.locked_by_kind == kind,
             Workspace.locked_by_id == holder,
         )
-        .values(
-            locked=False, locked_by_kind=None, locked_by_id=None, lock_reason=None, locked_at=None
-        )
+        .values(**_UNLOCKED)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
