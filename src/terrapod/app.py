@@ -19,7 +19,7 @@ from terrapod import __version__
 from terrapod.auth import api as auth_api
 from terrapod.auth.service import TokenService
 from terrapod.auth.tokens import PrincipalCache, UsageRecorder
-from terrapod.bootstrap import bootstrap
+from terrapod.bootstrap import BootstrapResult, bootstrap
 from terrapod.config import Settings
 from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
@@ -67,7 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.state_ctx = StateContext(app.state.object_store, app.state.secret_box)
     result = await bootstrap(settings, app.state.sessionmaker, app.state.tokens)
     if result.generated_token:
-        announce_admin_token(result.admin_username or "admin", result.generated_token)
+        announce_admin_token(result)
     flusher = asyncio.create_task(_flush_token_usage_forever(app))
     log.info("started", version=__version__, database=engine.dialect.name)
     try:
@@ -81,14 +81,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-def announce_admin_token(username: str, token: str, stream: TextIO = sys.stdout) -> None:
+def announce_admin_token(result: BootstrapResult, stream: TextIO = sys.stdout) -> None:
     # Written to the terminal, never to the structured log: this is the one time the token
     # exists in plain text outside the operator's hands.
     stream.write(
         "\n"
-        "  Terrapod created the organization 'default' and the admin user "
-        f"'{username}'.\n"
-        f"  Admin API token (shown once, store it now):\n\n    {token}\n\n"
+        f"  Terrapod created the organization '{result.organization}' and the admin user "
+        f"'{result.admin_username}'.\n"
+        f"  Admin API token (shown once, store it now):\n\n    {result.generated_token}\n\n"
     )
     stream.flush()
 

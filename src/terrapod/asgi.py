@@ -2,5 +2,8 @@
 
 from terrapod.app import create_app
 from terrapod.config import Settings
+from terrapod.observability.logging import configure_logging
 
-app = create_app(Settings())
+settings = Settings()
+configure_logging(settings.log_level, settings.log_format)
+app = create_app(settings)

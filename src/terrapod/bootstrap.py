@@ -24,6 +24,7 @@ from terrapod.users import service as users
 class BootstrapResult:
     created: bool
     admin_username: str | None = None
+    organization: str | None = None
     # Set only when Terrapod generated the token: it must be shown to the operator once.
     generated_token: str | None = None
 
@@ -66,4 +67,9 @@ async def bootstrap(
         except IntegrityError:
             await session.rollback()
             return BootstrapResult(created=False)
-    return BootstrapResult(created=True, admin_username=admin.username, generated_token=generated)
+    return BootstrapResult(
+        created=True,
+        admin_username=admin.username,
+        organization=settings.default_organization,
+        generated_token=generated,
+    )

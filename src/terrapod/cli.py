@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import yaml
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from terrapod.config import ConfigFileMissing, Settings, load_settings
 
@@ -43,7 +45,7 @@ def _settings(**overrides: Any) -> Settings:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         typer.echo("Invalid Terrapod settings:\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
-    except ConfigFileMissing as exc:
+    except (ConfigFileMissing, SettingsError, yaml.YAMLError) as exc:
         typer.echo(f"Invalid Terrapod settings: {exc}", err=True)
         raise typer.Exit(2) from None
 
@@ -70,7 +72,7 @@ def serve(
     ] = True,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (PostgreSQL only).")] = 1,
 ) -> None:
-    """Start the Terrapod server (API, built-in agent, scheduler)."""
+    """Start the Terrapod server (the TFE V2 API, state storage and the web endpoints)."""
     import uvicorn
 
     from terrapod.db.migrate import upgrade
@@ -97,21 +99,24 @@ def serve(
         paths = create_dev_tls(settings.data_dir / "tls", names)
         tls_cert, tls_key = paths.server_cert, paths.server_key
         _print_terraform_hints(settings, paths.ca_cert)
-    os.environ.setdefault("TERRAPOD_DATA_DIR", str(settings.data_dir))
-    config = uvicorn.Config(
-        "terrapod.asgi:app" if workers > 1 else _app_factory(settings),
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
-    uvicorn.Server(config).run()
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "ssl_certfile": str(tls_cert) if tls_cert else None,
+        "ssl_keyfile": str(tls_key) if tls_key else None,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers > 1:
+        # Worker processes import terrapod.asgi, which reads settings from the environment:
+        # hand them the data dir this command resolved (flags included).
+        os.environ["TERRAPOD_DATA_DIR"] = str(settings.data_dir)
+        uvicorn.run("terrapod.asgi:app", workers=workers, **options)
+    else:
+        uvicorn.Server(uvicorn.Config(_app_factory(settings), **options)).run()
 
 
 def _app_factory(settings: Settings) -> Any:
@@ -180,9 +185,7 @@ def _run_admin(settings: Settings, action: Callable[..., Awaitable[T]]) -> T:
             fresh = await bootstrap(settings, sessionmaker, tokens)
             if fresh.generated_token:
                 # stderr: the command's JSON on stdout stays machine-readable.
-                announce_admin_token(
-                    fresh.admin_username or "admin", fresh.generated_token, sys.stderr
-                )
+                announce_admin_token(fresh, sys.stderr)
             async with sessionmaker() as session:
                 await session.connection(execution_options={WRITE_OPTION: True})
                 result = await action(session, tokens)
@@ -265,6 +268,30 @@ def create_org(
             session, SYSTEM, {"name": name, "email": email}, owner_id=owner_id
         )
         return {"id": org.id, "name": org.name}
+
+    _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
+@admin_app.command("set-role")
+def set_role(
+    user: Annotated[str, typer.Option(help="Username or email.")],
+    organization: Annotated[str, typer.Option(help="Organization name.")],
+    role: Annotated[str, typer.Option(help="owner or member.")] = "member",
+    data_dir: DataDir = None,
+) -> None:
+    """Give an existing user a role in an organization (adds or changes the membership)."""
+    from terrapod.access.principal import SYSTEM
+    from terrapod.errors import NotFound
+    from terrapod.organizations import service as organizations
+    from terrapod.users import service as users
+
+    async def action(session: Any, _tokens: Any) -> dict[str, Any]:
+        found = await users.find_user(session, user)
+        if found is None:
+            raise NotFound(f"no user {user!r}")
+        org = await organizations.get_by_name(session, SYSTEM, organization)
+        await organizations.add_member(session, SYSTEM, org, found.id, role)
+        return {"user": found.username, "organization": org.name, "role": role}
 
     _emit(_run_admin(_settings(data_dir=data_dir), action))
 

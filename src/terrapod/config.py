@@ -13,11 +13,12 @@ import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -119,10 +120,11 @@ class Settings(BaseSettings):
     )
     signed_url_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     token_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
-    trusted_proxies: list[str] = Field(
-        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs whose X-Forwarded-For is believed (comma-separated in the "
+        "environment: TERRAPOD_TRUSTED_PROXIES=10.0.0.0/8,192.168.0.0/16)",
     )
-    builtin_agent: bool = True
 
     @classmethod
     def settings_customise_sources(
@@ -141,11 +143,25 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_cidrs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("secret_key", "admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("external_url")

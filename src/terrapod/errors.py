@@ -48,6 +48,12 @@ class PayloadTooLarge(DomainError):
     default_detail = "request body too large"
 
 
+class Unavailable(DomainError):
+    """The server cannot answer now or as configured (HTTP 503); says what to fix."""
+
+    default_detail = "service unavailable"
+
+
 class RateLimited(DomainError):
     default_detail = "rate limit exceeded"
 

@@ -105,6 +105,21 @@ def _allowed_in_org(principal: Principal, action: Action, organization_id: str) 
     return action in granted
 
 
+# How a refusal names the action ("not permitted to <phrase> this <thing>").
+_PHRASES = {
+    Action.ORG_MANAGE_TOKENS: "manage the API token of",
+    Action.ORG_UPDATE: "change",
+    Action.ORG_DELETE: "delete",
+    Action.WS_UPDATE: "change the settings of",
+    Action.WS_DELETE: "delete",
+    Action.WS_FORCE_UNLOCK: "force-unlock",
+    Action.WS_LOCK: "lock or unlock",
+    Action.WS_CREATE_STATE: "write the state of",
+    Action.WS_QUEUE_RUN: "queue runs in",
+    Action.WS_APPLY: "apply runs in",
+}
+
+
 def _workspace_verdict(
     principal: Principal, action: Action, organization_id: str | None, workspace_id: str | None
 ) -> bool | None:
@@ -154,6 +169,8 @@ def authorize(
 ) -> None:
     """Raise NotFound/Forbidden unless ``principal`` may do ``action``; return None otherwise."""
     verdict = _verdict(principal, action, organization_id, user_id, workspace_id)
+    if what == "resource":
+        what = action.value.split(":")[0]
     if verdict is None:
         raise NotFound(f"{what} not found")
     if not verdict:
@@ -161,7 +178,8 @@ def authorize(
             raise Forbidden("only platform administrators may create organizations")
         if action is Action.PLATFORM_ADMIN:
             raise Forbidden("platform administrator rights are required")
-        raise Forbidden(f"not permitted to {action.value.split(':')[1]} this {what}")
+        phrase = _PHRASES.get(action, action.value.split(":")[1].replace("-", " "))
+        raise Forbidden(f"not permitted to {phrase} this {what}")
 
 
 def can(principal: Principal, action: Action, **scope: str | None) -> bool:

@@ -23,6 +23,7 @@ from terrapod.errors import (
     PayloadTooLarge,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 
 JSONAPI_CONTENT_TYPE = "application/vnd.api+json"
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     PayloadTooLarge: 413,
     Invalid: 422,
     RateLimited: 429,
+    Unavailable: 503,
 }
 
 TITLES = {

@@ -48,7 +48,8 @@ def pagination(request: Request, page: Page, total: int) -> tuple[dict[str, Any]
     """The ``meta`` and ``links`` members for one page of ``total`` items."""
     total_pages = max(1, -(-total // page.size))
     next_page = page.number + 1 if page.number < total_pages else None
-    prev_page = page.number - 1 if page.number > 1 else None
+    # Past the end, "previous" is the last page that exists.
+    prev_page = min(page.number - 1, total_pages) if page.number > 1 else None
     meta = {
         "pagination": {
             "current-page": page.number,

@@ -69,8 +69,27 @@ async def read_json(request: Request, *, max_body: int | None = None) -> Any:
         raise BadRequest(f"request body is not valid JSON: {exc}", pointer="") from exc
 
 
-def _pointer(loc: tuple[Any, ...]) -> str:
-    parts = [dasherize(str(p)) if isinstance(p, str) else str(p) for p in loc]
+def _pointer(loc: tuple[Any, ...], raw: Any) -> str:
+    """The JSON pointer of the offending member. Pydantic's ``loc`` also names union members
+    and validators (``str``, ``function-after[…]``); only elements that index into what the
+    client actually sent become part of the pointer."""
+    if not loc:
+        return "/data/attributes"
+    # The first element is the attribute itself, present or (when required) missing.
+    field = dasherize(loc[0]) if isinstance(loc[0], str) else str(loc[0])
+    parts = [field]
+    node = raw.get(field) if isinstance(raw, dict) else None
+    for element in loc[1:]:
+        key = dasherize(element) if isinstance(element, str) else element
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, dict) and element in node:
+            key, node = element, node[element]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            continue
+        parts.append(str(key))
     return "/data/attributes/" + "/".join(parts)
 
 
@@ -88,7 +107,7 @@ def validate_attributes(model: type[A], raw: Any) -> A:
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise Invalid(_message(dict(first)), pointer=_pointer(tuple(first["loc"]))) from exc
+        raise Invalid(_message(dict(first)), pointer=_pointer(tuple(first["loc"]), raw)) from exc
 
 
 async def parse_resource(

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from terrapod.access.permissions import Action, authorize
+from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
 from terrapod.db.ids import new_id
 from terrapod.errors import Conflict, Invalid, NotFound
@@ -52,6 +52,12 @@ def _validate(values: dict[str, Any]) -> None:
     if "email" in values:
         validate_email(values["email"])
     mode = values.get("default_execution_mode")
+    if mode == "agent":
+        # Agent pools arrive with the agents domain; until then workspaces cannot use one.
+        raise Invalid(
+            "default-execution-mode agent needs an agent pool, and no agent pools exist yet",
+            pointer="/data/attributes/default-execution-mode",
+        )
     if mode is not None and mode not in EXECUTION_MODES:
         raise Invalid(
             f"default-execution-mode must be one of {', '.join(EXECUTION_MODES)}",
@@ -213,8 +219,6 @@ async def add_member(
 
 def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
     """The ``permissions`` block TFE returns on an organization."""
-    from terrapod.access.permissions import can
-
     manage = can(principal, Action.ORG_UPDATE, organization_id=org.id)
     return {
         "can-update": manage,
@@ -222,7 +226,7 @@ def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
         "can-access-via-teams": False,
         "can-create-module": False,
         "can-create-team": False,
-        "can-create-workspace": manage,
+        "can-create-workspace": can(principal, Action.WS_CREATE, organization_id=org.id),
         "can-manage-users": manage,
         "can-manage-subscription": False,
         "can-manage-sso": False,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,15 +27,33 @@ from terrapod.access.permissions import Action, authorize
 from terrapod.access.principal import Principal
 from terrapod.crypto import SecretBox
 from terrapod.db.ids import looks_like_id, new_id
-from terrapod.errors import Conflict, Invalid, NotFound
+from terrapod.errors import Conflict, Invalid, NotFound, Unavailable
 from terrapod.organizations.models import Organization
-from terrapod.state.models import FINALIZED, PENDING, StateVersion, StateVersionOutput
+from terrapod.state.models import (
+    DISCARDED,
+    FINALIZED,
+    PENDING,
+    StateVersion,
+    StateVersionOutput,
+)
 from terrapod.state.summary import StateSummary, summarize
 from terrapod.storage import ObjectInfo, ObjectStore, keys
 from terrapod.workspaces import service as workspaces
 from terrapod.workspaces.models import Workspace
 
 MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Superseded(Conflict):
+    """The version was discarded: a newer one became current first. The discard must be
+    committed even though the request fails."""
+
+
+class UndecryptableOutput(Unavailable):
+    default_detail = (
+        "a sensitive value cannot be decrypted: the server's secret key changed since it was "
+        "stored (restore the previous TERRAPOD_SECRET_KEY or <data_dir>/secret.key)"
+    )
 
 
 @dataclass(frozen=True)
@@ -200,7 +219,10 @@ def output_value(box: SecretBox, output: StateVersionOutput, *, reveal: bool) ->
     if output.sensitive:
         if not reveal:
             return None
-        plain = box.decrypt(output.value, context=f"state-version-output:{output.id}")
+        try:
+            plain = box.decrypt(output.value, context=f"state-version-output:{output.id}")
+        except InvalidTag as exc:
+            raise UndecryptableOutput() from exc
         return orjson.loads(plain)
     return orjson.loads(output.value)
 
@@ -284,8 +306,13 @@ async def create(
         raw = _b64(req.state, "state")
         if hashlib.md5(raw).hexdigest() != req.md5:
             raise Invalid("md5 does not match the state content", pointer="/data/attributes/md5")
-        info = await ctx.store.put_bytes(keys.state_version(ws.id, sv.id), raw)
-        await _finalize(session, ctx, sv, ws, info, _one_chunk(raw))
+        key = keys.state_version(ws.id, sv.id)
+        info = await ctx.store.put_bytes(key, raw)
+        try:
+            await _finalize(session, ctx, sv, ws, info, _one_chunk(raw))
+        except Invalid:
+            await ctx.store.delete(key)  # the transaction rolls back; leave no orphan
+            raise
     return sv
 
 
@@ -397,9 +424,20 @@ async def may_upload(session: AsyncSession, key: str) -> bool:
         return False
     ws_id, sv_id, is_json = parsed
     sv = await session.get(StateVersion, sv_id)
-    if sv is None or sv.workspace_id != ws_id:
+    ws = await session.get(Workspace, ws_id)
+    if sv is None or ws is None or sv.workspace_id != ws_id:
         return False
-    return not sv.json_state_uploaded if is_json else sv.status == PENDING
+    if is_json:
+        return not sv.json_state_uploaded
+    return sv.status == PENDING and not await _superseded(session, sv, ws)
+
+
+async def _superseded(session: AsyncSession, sv: StateVersion, ws: Workspace) -> bool:
+    """True when the workspace's current version was created after ``sv``."""
+    if ws.current_state_version_id is None:
+        return False
+    current_sv = await session.get(StateVersion, ws.current_state_version_id)
+    return current_sv is not None and current_sv.created_at > sv.created_at
 
 
 async def content_uploaded(
@@ -419,6 +457,15 @@ async def content_uploaded(
         return sv
     if sv.status != PENDING:
         raise Conflict("this state version already has its content")
+    if await _superseded(session, sv, ws):
+        # A newer version became current while this one waited for its content: accepting
+        # it now would roll the workspace's state back behind the caller's back.
+        sv.status = DISCARDED
+        await ctx.store.delete(key)
+        raise Superseded(
+            "a newer state version became current while this one waited for its content; "
+            "this upload is discarded"
+        )
     if info.md5 != sv.md5:
         await ctx.store.delete(key)
         raise Invalid(f"uploaded state has md5 {info.md5}, the state version declared {sv.md5}")

@@ -34,10 +34,25 @@ def test_every_command_has_help() -> None:
         ["admin", "create-user"],
         ["admin", "create-org"],
         ["admin", "create-token"],
+        ["admin", "set-role"],
     ):
         result = run(*args, "--help")
         assert result.returncode == 0, args
         assert "Usage:" in result.stdout and len(result.stdout) > 200, args
+
+
+def test_malformed_settings_sources_are_clear_errors_too(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("port: [unclosed\n")
+    for env in (
+        {"TERRAPOD_CONFIG_FILE": str(bad_yaml)},
+        {"TERRAPOD_SECRET_KEY": "short"},
+        {"TERRAPOD_ADMIN_TOKEN": "short"},
+    ):
+        result = run("serve", "--data-dir", str(tmp_path), env=env)
+        assert result.returncode == 2, (env, result.stderr)
+        assert "Invalid Terrapod settings" in result.stderr, env
+        assert "Traceback" not in result.stderr, env
 
 
 def test_invalid_settings_stop_startup_with_a_clear_message(tmp_path: Path) -> None:
@@ -76,6 +91,20 @@ def test_admin_commands_create_users_orgs_and_working_tokens(tmp_path: Path) -> 
         "admin", "create-org", "--name", "infra", "--email", "i@x.test", "--data-dir", str(tmp_path)
     )
     assert dup.returncode == 1 and "already taken" in dup.stderr
+    moved = run(
+        "admin",
+        "set-role",
+        "--user",
+        "ci",
+        "--organization",
+        "default",
+        "--role",
+        "owner",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["role"] == "owner"
     # The first command on a fresh install also bootstrapped the default organization.
     assert "organization 'default'" in org.stderr
     assert json.loads(org.stdout)["name"] == "infra"

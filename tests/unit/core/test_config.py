@@ -48,7 +48,7 @@ def test_invalid_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> Non
         "TERRAPOD_PORT": ("99999", "port"),
         "TERRAPOD_DATABASE__URL": ("mysql://x", "database"),
         "TERRAPOD_EXTERNAL_URL": ("terrapod.example.com", "external_url"),
-        "TERRAPOD_TRUSTED_PROXIES": ('["not-a-cidr"]', "trusted_proxies"),
+        "TERRAPOD_TRUSTED_PROXIES": ("10.0.0.0/8,not-a-cidr", "trusted_proxies"),
         "TERRAPOD_STORAGE__BACKEND": ("s3", "storage"),
     }
     for name, (value, field) in cases.items():
@@ -57,6 +57,11 @@ def test_invalid_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> Non
             with pytest.raises(ValidationError) as info:
                 load_settings()
             assert field in str(info.value), name
+
+
+def test_trusted_proxies_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERRAPOD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16")
+    assert Settings().trusted_proxies == ["10.0.0.0/8", "192.168.0.0/16"]
 
 
 def test_missing_config_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
