@@ -18,9 +18,9 @@ from tests.e2e.harness import (
     Terraform,
     describe,
     output_of,
-    request_counts,
     write_cloud_config,
 )
+from tests.e2e.test_state_backend import settled_counts
 
 DISCOVERY = "/.well-known/terraform.json"
 PING = "/api/v2/ping"
@@ -52,9 +52,9 @@ def init(
         organization=organization,
         workspace=workspace or unique("ws-init"),
     )
-    before = request_counts(server)
+    before = settled_counts(server)
     result = terraform.run(["init", "-no-color"], workdir)
-    return result, request_counts(server) - before
+    return result, settled_counts(server) - before
 
 
 def assert_handshake_succeeded(
