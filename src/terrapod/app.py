@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from terrapod import __version__
 from terrapod.auth import api as auth_api
+from terrapod.auth import login_api
 from terrapod.auth.service import TokenService
 from terrapod.auth.tokens import PrincipalCache, UsageRecorder
 from terrapod.bootstrap import BootstrapResult, bootstrap
@@ -47,6 +48,7 @@ TOKEN_USAGE_FLUSH_SECONDS = 30.0
 
 # Every router the application serves; the route-table snapshot test reads this too.
 ROUTERS = (
+    login_api.router,
     system_api.router,
     organizations_api.router,
     auth_api.router,
@@ -163,6 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
         derive_key(master, "signed-urls"), settings.signed_url_ttl_seconds
     )
     app.state.secret_box = SecretBox(derive_key(master, "secrets-at-rest"))
+    app.state.login_key = derive_key(master, "terraform-login-form")
     app.state.upload_handlers = [
         UploadHandler(state_api.UPLOAD_PREFIX, state_api.upload_hook, state_api.upload_guard)
     ]

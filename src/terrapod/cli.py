@@ -296,6 +296,34 @@ def set_role(
     _emit(_run_admin(_settings(data_dir=data_dir), action))
 
 
+@admin_app.command("set-password")
+def set_password(
+    user: Annotated[str, typer.Option(help="Username or email.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Set a user's password (used to sign in for `terraform login`)."""
+    from terrapod.access.principal import SYSTEM
+    from terrapod.errors import NotFound
+    from terrapod.users import service as users
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def action(session: Any, _tokens: Any) -> dict[str, Any]:
+        found = await users.find_user(session, user)
+        if found is None:
+            raise NotFound(f"no user {user!r}")
+        await users.set_password(session, SYSTEM, found, password)
+        return {"user": found.username, "password": "set"}
+
+    _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
 @admin_app.command("create-token")
 def create_token(
     user: Annotated[

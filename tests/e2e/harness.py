@@ -58,6 +58,28 @@ class ServerInfo:
     data_dir: Path
     log_path: Path
     backend: str  # "sqlite" or "postgresql"
+    database_url: str | None = None  # None: the SQLite file in data_dir
+
+    def admin_cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``terrapod admin ARGS`` against this server's database and data dir."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TERRAPOD_")}
+        if self.database_url:
+            env["TERRAPOD_DATABASE__URL"] = self.database_url
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "terrapod"),
+                "admin",
+                *args,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_cert))
@@ -220,6 +242,7 @@ def run_server(
         data_dir=data_dir,
         log_path=log_path,
         backend=backend,
+        database_url=database_url,
     )
     try:
         yield info

@@ -61,6 +61,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", "public"),
     Route("GET", "/docs", "public"),
     Route("GET", "/redoc", "public"),
+    Route("GET", "/oauth/authorize", "public"),
+    Route("POST", "/oauth/authorize", "public"),
+    Route("POST", "/oauth/token", "public"),
     Route("GET", "/objects/{token}", "signed"),
     Route("PUT", "/objects/{token}", "signed"),
     # account, users and tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +73,40 @@ async def create_user(
     session.add(user)
     await session.flush()
     return user
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+async def set_password(
+    session: AsyncSession, principal: Principal, user: User, password: str
+) -> None:
+    """Set a user's password (argon2id hash; the password itself is never stored)."""
+    authorize(principal, Action.PLATFORM_ADMIN)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"passwords must be at least {MIN_PASSWORD_LENGTH} characters long")
+    user.password_hash = _hasher.hash(password)
+    await session.flush()
+
+
+async def authenticate(session: AsyncSession, username: str, password: str) -> User | None:
+    """The active user with this username (or email) and password, else None."""
+    user = await find_user(session, username)
+    if user is None or not user.is_active or not user.password_hash:
+        # Spend the same time as a real check so timing does not reveal who exists.
+        _password_matches(_DUMMY_HASH, password)
+        return None
+    return user if _password_matches(user.password_hash, password) else None
+
+
+_DUMMY_HASH = _hasher.hash("terrapod-timing-equalizer")
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 async def get_user(session: AsyncSession, principal: Principal, user_id: str) -> User:
