@@ -321,18 +321,26 @@ async def _check_succession(
 ) -> None:
     if force or ws.current_state_version_id is None:
         return
-    current_sv = await session.get(StateVersion, ws.current_state_version_id)
-    if current_sv is None:
+    # Only the two columns compared: the row's resource summary can be megabytes.
+    row = (
+        await session.execute(
+            select(StateVersion.serial, StateVersion.lineage).where(
+                StateVersion.id == ws.current_state_version_id
+            )
+        )
+    ).first()
+    if row is None:
         return
-    if lineage and current_sv.lineage and lineage != current_sv.lineage:
+    current_serial, current_lineage = row
+    if lineage and current_lineage and lineage != current_lineage:
         raise Conflict(
             f"lineage {lineage} does not match the current state's lineage "
-            f"{current_sv.lineage}; use force to replace it"
+            f"{current_lineage}; use force to replace it"
         )
-    if serial <= current_sv.serial:
+    if serial <= current_serial:
         raise Conflict(
             f"serial {serial} is not greater than the current state's serial "
-            f"{current_sv.serial}; use force to replace it"
+            f"{current_serial}; use force to replace it"
         )
 
 
@@ -436,8 +444,12 @@ async def _superseded(session: AsyncSession, sv: StateVersion, ws: Workspace) ->
     """True when the workspace's current version was created after ``sv``."""
     if ws.current_state_version_id is None:
         return False
-    current_sv = await session.get(StateVersion, ws.current_state_version_id)
-    return current_sv is not None and current_sv.created_at > sv.created_at
+    created = (
+        await session.execute(
+            select(StateVersion.created_at).where(StateVersion.id == ws.current_state_version_id)
+        )
+    ).scalar_one_or_none()
+    return created is not None and created > sv.created_at
 
 
 async def content_uploaded(

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from terrapod.db.base import Base, IdColumn, Timestamps, UTCDateTime
@@ -13,9 +24,15 @@ from terrapod.db.base import Base, IdColumn, Timestamps, UTCDateTime
 
 class Workspace(Base, Timestamps):
     __tablename__ = "workspaces"
-    # The unique constraint's index also serves every page of a list (ordered by name
-    # inside one organization).
-    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+    __table_args__ = (
+        # Also serves every page of a list (ordered by name inside one organization).
+        UniqueConstraint("organization_id", "name"),
+        # Names are unique regardless of case (as in TFE); this index makes the check an
+        # index lookup and closes the race between two creates of "App" and "app".
+        Index(
+            "uq_workspaces_org_lower_name", "organization_id", func.lower(text("name")), unique=True
+        ),
+    )
 
     id: Mapped[str] = mapped_column(IdColumn(), primary_key=True)
     organization_id: Mapped[str] = mapped_column(
