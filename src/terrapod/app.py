@@ -24,6 +24,7 @@ from terrapod.bootstrap import BootstrapResult, bootstrap
 from terrapod.config import Settings
 from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
+from terrapod.db.hooks import Hooks
 from terrapod.errors import DomainError
 from terrapod.jsonapi.errors import domain_error_response, error_response
 from terrapod.keys import derive_key, load_master_secret
@@ -32,9 +33,9 @@ from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
 from terrapod.organizations import api as organizations_api
 from terrapod.state import api as state_api
-from terrapod.state.service import StateContext
+from terrapod.state.service import StateContext, delete_objects_of_deleted_workspaces
+from terrapod.storage import ObjectStore, build_object_store
 from terrapod.storage import api as storage_api
-from terrapod.storage import build_object_store
 from terrapod.storage.api import UploadHandler
 from terrapod.storage.signing import UrlSigner
 from terrapod.system import api as system_api
@@ -64,8 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings)
     app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
     app.state.object_store = build_object_store(settings)
+    app.state.sessionmaker = create_sessionmaker(engine, wire_hooks(app.state.object_store))
     app.state.state_ctx = StateContext(app.state.object_store, app.state.secret_box)
     result = await bootstrap(settings, app.state.sessionmaker, app.state.tokens)
     if result.generated_token:
@@ -81,6 +82,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _flush_token_usage(app)
         await app.state.object_store.close()
         await engine.dispose()
+
+
+def wire_hooks(store: ObjectStore) -> Hooks:
+    """The one place higher domains hook into lower ones (STYLE.md 6)."""
+    hooks = Hooks()
+    on_workspace, on_organization = delete_objects_of_deleted_workspaces(store)
+    hooks.workspace_deleting.append(on_workspace)
+    hooks.organization_deleting.append(on_organization)
+    return hooks
 
 
 def announce_admin_token(result: BootstrapResult, stream: TextIO = sys.stdout) -> None:

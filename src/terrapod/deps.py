@@ -18,6 +18,7 @@ from starlette.requests import Request
 from terrapod.access.principal import Principal, PrincipalResolver
 from terrapod.config import Settings
 from terrapod.db.engine import WRITE_OPTION
+from terrapod.db.hooks import run_after_commit
 from terrapod.errors import Unauthenticated
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -34,6 +35,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

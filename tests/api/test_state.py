@@ -323,3 +323,39 @@ async def test_remote_state_sharing_rule_for_runs(app: FastAPI, admin: httpx.Asy
             session, Principal(kind="system", token_id=None, is_admin=True), a
         )
         assert await workspaces.may_read_state(session, run_c, ws_a, org)
+
+
+async def _object_keys(app: FastAPI, workspace_id: str) -> list[str]:
+    return [info.key async for info in app.state.object_store.list(f"workspaces/{workspace_id}/")]
+
+
+async def test_deleting_a_workspace_or_organization_deletes_its_state_objects(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    doomed = await new_workspace(admin, "doomed")
+    kept = await new_workspace(admin, "kept")
+    for ws in (doomed, kept):
+        await lock(admin, ws)
+        assert (await push_inline(admin, ws, state(1), 1)).status_code == 201
+        assert await _object_keys(app, ws)
+    assert (await admin.delete(f"/api/v2/workspaces/{doomed}")).status_code == 204
+    assert await _object_keys(app, doomed) == []
+    assert await _object_keys(app, kept), "another workspace's state must survive"
+
+    await admin.post(
+        "/api/v2/organizations",
+        json={
+            "data": {"type": "organizations", "attributes": {"name": "gone", "email": "g@x.test"}}
+        },
+    )
+    r = await admin.post(
+        "/api/v2/organizations/gone/workspaces",
+        json={"data": {"type": "workspaces", "attributes": {"name": "w"}}},
+    )
+    inner = r.json()["data"]["id"]
+    await lock(admin, inner)
+    await push_inline(admin, inner, state(1), 1)
+    assert await _object_keys(app, inner)
+    assert (await admin.delete("/api/v2/organizations/gone")).status_code == 204
+    assert await _object_keys(app, inner) == []
+    assert await _object_keys(app, kept)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from terrapod.config import Settings
+from terrapod.db.hooks import Hooks
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -64,5 +65,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_sessionmaker(
+    engine: AsyncEngine, hooks: Hooks | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions carry the application's :class:`~terrapod.db.hooks.Hooks` in ``info``."""
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, info={"hooks": hooks or Hooks()}
+    )

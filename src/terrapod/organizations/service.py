@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
+from terrapod.db.hooks import fire
 from terrapod.db.ids import new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Membership, Organization
@@ -190,6 +191,7 @@ async def update(
 
 async def delete(session: AsyncSession, principal: Principal, org: Organization) -> None:
     authorize(principal, Action.ORG_DELETE, organization_id=org.id, what="organization")
+    await fire(session, "organization_deleting", org)
     await session.delete(org)
     await session.flush()
 

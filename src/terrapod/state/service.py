@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from terrapod.access.permissions import Action, authorize
 from terrapod.access.principal import Principal
 from terrapod.crypto import SecretBox
+from terrapod.db.hooks import Hook, after_commit
 from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import Conflict, Invalid, NotFound, Unavailable
 from terrapod.organizations.models import Organization
@@ -556,3 +557,30 @@ async def rollback(
     )
     await _make_current(session, sv, ws)
     return sv
+
+
+# -- reactions to lower domains (wired in terrapod.app) ------------------------------------
+
+
+def delete_objects_of_deleted_workspaces(store: ObjectStore) -> tuple[Hook, Hook]:
+    """Hooks removing a deleted workspace's state objects once the deletion is committed."""
+
+    def forget(session: AsyncSession, workspace_ids: Sequence[str]) -> None:
+        async def delete_objects() -> None:
+            for workspace_id in workspace_ids:
+                await store.delete_prefix(keys.workspace_prefix(workspace_id))
+
+        after_commit(session, delete_objects)
+
+    async def on_workspace(session: AsyncSession, workspace: Workspace) -> None:
+        forget(session, [workspace.id])
+
+    async def on_organization(session: AsyncSession, org: Organization) -> None:
+        ids = (
+            (await session.execute(select(Workspace.id).where(Workspace.organization_id == org.id)))
+            .scalars()
+            .all()
+        )
+        forget(session, ids)
+
+    return on_workspace, on_organization

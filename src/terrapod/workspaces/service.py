@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
+from terrapod.db.hooks import fire
 from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Organization
@@ -412,6 +413,7 @@ async def delete_workspace(
         )
     if safe and workspace.locked:
         raise Conflict("workspace is locked; unlock it before deleting it")
+    await fire(session, "workspace_deleting", workspace)
     await session.delete(workspace)
     await session.flush()
 

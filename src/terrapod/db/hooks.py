@@ -1,0 +1,53 @@
+"""How higher domains react to lower ones without being imported by them (STYLE.md 6).
+
+A lower domain fires a named hook inside its transaction (``await fire(session,
+"workspace_deleting", workspace)``); the application wires the higher domains' reactions into
+one :class:`Hooks` object (in :mod:`terrapod.app`), which travels with every session. Work that
+must only happen once the transaction is durable (deleting objects from storage, publishing
+events) is queued with :func:`after_commit` and run by the session's owner after it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from terrapod.observability.logging import get_logger
+
+Hook = Callable[[AsyncSession, Any], Awaitable[None]]
+AfterCommit = Callable[[], Awaitable[None]]
+
+log = get_logger("terrapod.hooks")
+
+
+@dataclass
+class Hooks:
+    # (session, organization) before an organization and everything in it is deleted
+    organization_deleting: list[Hook] = field(default_factory=list)
+    # (session, workspace) before a workspace is deleted
+    workspace_deleting: list[Hook] = field(default_factory=list)
+
+
+async def fire(session: AsyncSession, name: str, subject: Any) -> None:
+    hooks: Hooks | None = session.info.get("hooks")
+    if hooks is None:
+        return
+    for hook in getattr(hooks, name):
+        await hook(session, subject)
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run the queued callbacks; a failure is logged, never raised (the commit stands)."""
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            log.exception("after-commit work failed")
