@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,13 +68,19 @@ SCENARIOS = [
 # --------------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of a process (all its threads), or of one thread ``tid``, in seconds."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path, "rb") as f:
         raw = f.read()
     # The command name is in parentheses and may contain spaces: split after the last ')'.
     fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -275,7 +282,7 @@ async def _client(
         done: asyncio.Future[None] = loop.create_future()
         try:
             _, proto = await loop.create_connection(
-                lambda: Connection(request, stats, done),
+                functools.partial(Connection, request, stats, done),
                 host,
                 port,
                 ssl=ssl_ctx,
@@ -322,12 +329,14 @@ async def run_load(
     stats.recording = True
     t0 = time.perf_counter()
     srv_cpu0 = cpu_seconds(server_pid)
+    loop_cpu0 = cpu_seconds(server_pid, server_pid)
     cli0 = resource.getrusage(resource.RUSAGE_SELF)
     pg0 = postgres_cpu() if watch_postgres else {}
     await asyncio.sleep(max(stop_at - time.perf_counter(), 0))
     stats.recording = False
     t1 = time.perf_counter()
     srv_cpu1 = cpu_seconds(server_pid)
+    loop_cpu = cpu_seconds(server_pid, server_pid) - loop_cpu0
     cli1 = resource.getrusage(resource.RUSAGE_SELF)
     pg_cpu = postgres_cpu_delta(pg0, postgres_cpu()) if watch_postgres else None
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -341,6 +350,7 @@ async def run_load(
         protocol_errors=stats.protocol_errors,
         reconnects=stats.reconnects,
         server_cpu=srv_cpu1 - srv_cpu0,
+        loop_cpu=loop_cpu,
         client_cpu=client_cpu,
         db_cpu=pg_cpu,
     )
@@ -354,7 +364,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def summarize(
-    latencies: array,
+    latencies: array[float],
     elapsed: float,
     *,
     errors: int,
@@ -362,6 +372,7 @@ def summarize(
     protocol_errors: dict[str, int],
     reconnects: int,
     server_cpu: float,
+    loop_cpu: float | None,
     client_cpu: float | None,
     db_cpu: float | None,
 ) -> dict[str, Any]:
@@ -383,6 +394,7 @@ def summarize(
         "server_cpu_s": server_cpu,
         "server_cpu_us_per_req": server_cpu / n * 1e6 if n else float("nan"),
         "server_core_share": server_cpu / elapsed if elapsed else float("nan"),
+        "loop_cpu_us_per_req": (loop_cpu / n * 1e6) if (n and loop_cpu is not None) else None,
         "client_cpu_us_per_req": (client_cpu / n * 1e6) if (n and client_cpu is not None) else None,
         "db_cpu_us_per_req": (db_cpu / n * 1e6) if (n and db_cpu is not None) else None,
     }
@@ -425,11 +437,13 @@ def run_wrk(
         cmd += ["-H", f"Authorization: Bearer {token}"]
     cmd.append(url)
     srv_cpu0 = cpu_seconds(server_pid)
+    loop_cpu0 = cpu_seconds(server_pid, server_pid)
     pg0 = postgres_cpu() if watch_postgres else {}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     t1 = time.perf_counter()
     srv_cpu = cpu_seconds(server_pid) - srv_cpu0
+    loop_cpu = cpu_seconds(server_pid, server_pid) - loop_cpu0
     pg_cpu = postgres_cpu_delta(pg0, postgres_cpu()) if watch_postgres else None
     out = proc.stdout
     result: dict[str, Any] = {"command": " ".join(cmd).replace(token or "\0", "<token>")}
@@ -456,6 +470,7 @@ def run_wrk(
             "server_cpu_s": srv_cpu,
             "server_cpu_us_per_req": srv_cpu / n * 1e6 if n else float("nan"),
             "server_core_share": srv_cpu / (t1 - t0),
+            "loop_cpu_us_per_req": loop_cpu / n * 1e6 if n else None,
             "db_cpu_us_per_req": (pg_cpu / n * 1e6) if (n and pg_cpu is not None) else None,
         }
     )
@@ -470,7 +485,7 @@ def run_wrk(
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -504,11 +519,28 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, token: str, *, tls: bool, database_url: str | None, serve_args: list[str]
+    data_dir: Path,
+    token: str,
+    *,
+    tls: bool,
+    database_url: str | None,
+    serve_args: list[str],
+    exe: Path | None = None,
+    log_level: str = "warning",
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
     port = free_port()
-    exe = Path(sys.executable).parent / "terrapod"
-    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    exe = exe or Path(sys.executable).parent / "terrapod"
+    cmd = [
+        str(exe),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if tls:
         cmd.append("--dev-tls")
     cmd += serve_args
@@ -516,12 +548,22 @@ def start_server(
     for key in [k for k in env if k.startswith("TERRAPOD_")]:
         del env[key]
     env["TERRAPOD_ADMIN_TOKEN"] = token
-    env["TERRAPOD_LOG_LEVEL"] = "warning"
+    env["TERRAPOD_LOG_LEVEL"] = log_level
     if database_url:
         env["TERRAPOD_DATABASE__URL"] = database_url
+    env.update(extra_env or {})
     log_path = data_dir.parent / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed when the process is gone
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    # A session of its own: Ctrl-C in the terminal reaches only this script, which then stops
+    # the server in its ``finally``.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     server = Server(proc, port, data_dir, log_path, extra={"command": cmd})
     try:
@@ -564,7 +606,9 @@ def wait_healthy(server: Server, *, tls: bool, timeout: float) -> None:
         except (OSError, http.client.HTTPException) as exc:
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
-    raise RuntimeError(f"/health did not answer 200 within {timeout:.0f}s ({last}):\n{server.log_tail()}")
+    raise RuntimeError(
+        f"/health did not answer 200 within {timeout:.0f}s ({last}):\n{server.log_tail()}"
+    )
 
 
 def probe(server: Server, path: str, token: str | None) -> tuple[int, dict[str, str], bytes]:
@@ -628,14 +672,96 @@ async def drop_scratch_database(server_url: str, name: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Where a sample's CPU goes: the first rule matching a frame, walking from the leaf up. Stacks
+# that resume inside an SQLAlchemy greenlet start at the greenlet, so they match by file too.
+PROFILE_BUCKETS = [
+    ("logging (structlog, stdlib logging)", r"\((structlog|logging)/"),
+    ("metrics (prometheus_client)", r"\(prometheus_client/"),
+    (
+        "JSON:API serialization (serialize, iso, permissions, orjson)",
+        r"^(serialize\w*|iso|permissions_for|resource|ref|refs|document|_default|JSONAPIResponse\.\w+"
+        r"|Response\.__init__|Response\.init_headers|pagination|page_params) ",
+    ),
+    (
+        "token lookup (hash, principal cache)",
+        r"^(hash_token|PrincipalCache\.\w+|bearer_token|UsageRecorder\.touch) ",
+    ),
+    (
+        "SQLAlchemy + DB driver (Python, event-loop thread)",
+        r"\((sqlalchemy|aiosqlite|asyncpg|greenlet)/",
+    ),
+    ("FastAPI dependency resolution", r"\(fastapi/dependencies/"),
+    ("Terrapod middleware", r"\(terrapod/observability/"),
+    ("Terrapod routes and services", r"\(terrapod/"),
+    ("FastAPI/Starlette routing and middleware stack", r"\((fastapi|starlette|anyio)/"),
+    ("uvicorn HTTP protocol (Python)", r"\(uvicorn/"),
+    (
+        "event loop in C (uvloop, httptools, socket syscalls)",
+        r"^(Runner\.run|run) \((asyncio|uvloop)/",
+    ),
+]
+
+
+def summarize_py_spy(path: Path) -> list[tuple[str, int]]:
+    """Busy samples per bucket of a py-spy ``--format raw`` (collapsed stacks) file."""
+    buckets: dict[str, int] = {}
+    rules = [(name, re.compile(rx)) for name, rx in PROFILE_BUCKETS]
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if leaf.startswith("_connection_worker_thread (aiosqlite/core.py"):
+            # aiosqlite's worker: waiting on its queue is idle; inside function() it runs
+            # sqlite3's C code (with the GIL released) on the other core.
+            if "tx.get" in leaf or leaf.endswith(":59)"):
+                continue
+            name = "sqlite3 C calls (aiosqlite worker threads)"
+        elif frames[0].startswith("Thread._bootstrap"):
+            name = "other threads (Python)"
+        else:
+            name = next(
+                (n for f in reversed(frames) for n, rx in rules if rx.search(f)),
+                "other (asyncio, stdlib)",
+            )
+        buckets[name] = buckets.get(name, 0) + int(count)
+    return sorted(buckets.items(), key=lambda kv: -kv[1])
+
+
+def print_profile(path: Path, us_per_req: float) -> None:
+    buckets = summarize_py_spy(path)
+    busy = sum(n for _, n in buckets)
+    if not busy:
+        return
+    print(
+        f"  py-spy {path.name}: {busy} busy samples; share of the server's CPU, and that share "
+        f"of {us_per_req:.0f} us/request:"
+    )
+    for name, n in buckets:
+        print(f"    {n / busy * 100:5.1f}%  {n / busy * us_per_req:6.0f} us  {name}")
+
+
 def start_py_spy(pid: int, out: Path, duration: float, rate: int) -> subprocess.Popen[bytes] | None:
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(exe).exists():
         print("  (py-spy not found: pip install py-spy into the venv to profile)", file=sys.stderr)
         return None
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(duration))),
-         "--rate", str(rate), "--format", "raw", "--output", str(out)],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(duration))),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -650,24 +776,31 @@ def fmt_row(name: str, r: dict[str, Any]) -> str:
     if "failed" in r:
         return f"{name:<10} FAILED: {r['failed'][:100]}"
     db = r.get("db_cpu_us_per_req")
-    db_s = f"{db:8.0f}" if db is not None else f"{'-':>8}"
+    db_s = f"{db:9.0f}" if db is not None else f"{'-':>9}"
+    lp = r.get("loop_cpu_us_per_req")
+    lp_s = f"{lp:8.0f}" if lp is not None else f"{'-':>8}"
     return (
         f"{name:<10} {r['rps']:9.1f} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f} "
-        f"{r['max_ms']:8.2f} {r['errors']:7d} {r['server_cpu_us_per_req']:9.0f} "
+        f"{r['max_ms']:8.2f} {r['errors']:7d} {r['server_cpu_us_per_req']:10.0f} {lp_s} "
         f"{r['server_core_share'] * 100:6.0f}% {db_s} {r['peak_rss_mib']:8.1f}"
     )
 
 
 HEADER = (
     f"{'scenario':<10} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-    f"{'non-2xx':>7} {'srv us/req':>9} {'srv cpu':>7} {'db us/req':>8} {'peakRSS':>8}"
+    f"{'non-2xx':>7} {'srv us/req':>10} {'loop us':>8} {'srv cpu':>7} {'db us/req':>9} "
+    f"{'peak MiB':>8}"
 )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clients", type=int, default=TARGET_CLIENTS, help="concurrent connections (50)")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario (10)")
+    p.add_argument(
+        "--clients", type=int, default=TARGET_CLIENTS, help="concurrent connections (50)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per scenario (10)"
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each (2)")
     p.add_argument("--tls", action="store_true", help="serve with --dev-tls and verify its CA")
     p.add_argument(
@@ -675,18 +808,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL server, e.g. postgresql://postgres@127.0.0.1:5432: a scratch database "
         "terrapod_bench_<hex> is created on it and dropped afterwards (default: SQLite)",
     )
-    p.add_argument("--scenario", action="append", choices=[s.name for s in SCENARIOS],
-                   help="run only these scenarios (repeatable; default all)")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        choices=[s.name for s in SCENARIOS],
+        help="run only these scenarios (repeatable; default all)",
+    )
     p.add_argument("--wrk", action="store_true", help="also measure every scenario with wrk")
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (1)")
     p.add_argument("--no-raw", action="store_true", help="skip the built-in client (with --wrk)")
-    p.add_argument("--py-spy-dir", type=Path,
-                   help="record a py-spy profile (collapsed stacks) of each measured window here")
+    p.add_argument(
+        "--py-spy-dir",
+        type=Path,
+        help="record a py-spy profile (collapsed stacks) of each measured window here",
+    )
     p.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples/s (100)")
     p.add_argument("--json", type=Path, help="also write all figures to this JSON file")
     p.add_argument("--keep-data", action="store_true", help="keep the scratch data dir")
-    p.add_argument("--serve-arg", action="append", default=[],
-                   help="extra argument for 'terrapod serve' (repeatable)")
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra argument for 'terrapod serve' (repeatable)",
+    )
+    p.add_argument(
+        "--exe",
+        type=Path,
+        help="server executable to run instead of the venv's 'terrapod' (A/B experiments)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server, e.g. TERRAPOD_DATABASE__POOL_SIZE=4",
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="TERRAPOD_LOG_LEVEL of the server (warning; 'info' adds the access log)",
+    )
     return p.parse_args(argv)
 
 
@@ -706,8 +868,16 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM (and SIGINT where a non-interactive shell ignores it) end the run like Ctrl-C,
+    # so the ``finally`` below stops the server and drops the scratch database.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     scenarios = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     token = "tpod.bench-" + secrets.token_urlsafe(36)  # 48+ chars, chosen by us
     wrk = shutil.which("wrk") if args.wrk else None
@@ -722,32 +892,53 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"config": {}, "raw": {}, "wrk": {}}
     try:
         if args.database_url:
-            scratch, database_url = loop.run_until_complete(create_scratch_database(args.database_url))
+            scratch, database_url = loop.run_until_complete(
+                create_scratch_database(args.database_url)
+            )
         t_start = time.monotonic()
         server = start_server(
-            data_dir, token, tls=args.tls, database_url=database_url, serve_args=args.serve_arg
+            data_dir,
+            token,
+            tls=args.tls,
+            database_url=database_url,
+            serve_args=args.serve_arg,
+            exe=args.exe,
+            log_level=args.log_level,
+            extra_env=dict(e.split("=", 1) for e in args.env),
         )
         startup = time.monotonic() - t_start
         pid = server.proc.pid
         db_label = f"PostgreSQL ({scratch})" if scratch else "SQLite (embedded)"
         cmd = " ".join(server.extra["command"])
-        print(f"server:   {cmd}")
-        print(f"          pid {pid}, {db_label}, {server.scheme}, ready in {startup:.1f}s, "
-              f"RSS {rss_mib(pid):.1f} MiB")
-        print(f"load:     {args.clients} keep-alive connections, {args.warmup:g}s warm-up + "
-              f"{args.duration:g}s measured per scenario; client loop {client_loop_name()}; "
-              f"{os.cpu_count()} CPUs")
+        print(f"server:   {cmd}" + "".join(f" [{e}]" for e in args.env))
+        print(
+            f"          pid {pid}, {db_label}, {server.scheme}, ready in {startup:.1f}s, "
+            f"RSS {rss_mib(pid):.1f} MiB"
+        )
+        print(f"machine:  load average {loadavg()} at start")
+        print(
+            f"load:     {args.clients} keep-alive connections, {args.warmup:g}s warm-up + "
+            f"{args.duration:g}s measured per scenario; client loop {client_loop_name()}; "
+            f"{os.cpu_count()} CPUs"
+        )
         report["config"] = {
-            "server_command": cmd, "database": db_label, "scheme": server.scheme,
-            "clients": args.clients, "duration": args.duration, "warmup": args.warmup,
-            "cpus": os.cpu_count(), "startup_s": startup,
+            "server_command": cmd,
+            "database": db_label,
+            "scheme": server.scheme,
+            "clients": args.clients,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "cpus": os.cpu_count(),
+            "startup_s": startup,
         }
         for s in scenarios:
             status, headers, body = probe(server, s.path, token if s.auth else None)
             cl = "content-length" in headers
             if not 200 <= status < 300 or not cl:
-                print(f"  warning: {s.name}: probe got HTTP {status}, Content-Length "
-                      f"{'present' if cl else 'MISSING'}: {body[:200]!r}")
+                print(
+                    f"  warning: {s.name}: probe got HTTP {status}, Content-Length "
+                    f"{'present' if cl else 'MISSING'}: {body[:200]!r}"
+                )
         watch_pg = scratch is not None
         if not args.no_raw:
             print("\nbuilt-in raw-socket client")
@@ -759,9 +950,18 @@ def main(argv: list[str] | None = None) -> int:
                     # Start after the warm-up so the profile covers the measured window only.
                     spy_out = args.py_spy_dir / f"{'pg' if scratch else 'sqlite'}-{s.name}.txt"
                 r_task = loop.create_task(
-                    run_load("127.0.0.1", server.port, s.path, token if s.auth else None,
-                             args.clients, args.duration, args.warmup, server.ssl_ctx, pid,
-                             watch_pg)
+                    run_load(
+                        "127.0.0.1",
+                        server.port,
+                        s.path,
+                        token if s.auth else None,
+                        args.clients,
+                        args.duration,
+                        args.warmup,
+                        server.ssl_ctx,
+                        pid,
+                        watch_pg,
+                    )
                 )
                 if args.py_spy_dir:
                     loop.run_until_complete(asyncio.sleep(args.warmup))
@@ -773,11 +973,17 @@ def main(argv: list[str] | None = None) -> int:
                 r["peak_rss_mib"] = peak_rss_mib(pid)
                 report["raw"][s.name] = r
                 print(fmt_row(s.name, r))
+                if spy is not None and spy_out.exists():
+                    print_profile(spy_out, r["server_cpu_us_per_req"])
                 if r["protocol_errors"] or r["reconnects"]:
                     print(f"  protocol errors {r['protocol_errors']}, reconnects {r['reconnects']}")
                 if r["errors"]:
                     print(f"  statuses {r['statuses']}")
-            cli = [r["client_cpu_us_per_req"] for r in report["raw"].values() if r["client_cpu_us_per_req"]]
+            cli = [
+                r["client_cpu_us_per_req"]
+                for r in report["raw"].values()
+                if r["client_cpu_us_per_req"]
+            ]
             if cli:
                 print(f"(load generator's own CPU: {min(cli):.0f}-{max(cli):.0f} us/request)")
         if wrk:
@@ -785,19 +991,38 @@ def main(argv: list[str] | None = None) -> int:
             print(HEADER)
             for s in scenarios:
                 url = f"{server.scheme}://127.0.0.1:{server.port}{s.path}"
-                r = run_wrk(wrk, url, token if s.auth else None, args.clients, args.duration,
-                            args.wrk_threads, pid, watch_pg)
+                r = run_wrk(
+                    wrk,
+                    url,
+                    token if s.auth else None,
+                    args.clients,
+                    args.duration,
+                    args.wrk_threads,
+                    pid,
+                    watch_pg,
+                )
                 r["peak_rss_mib"] = peak_rss_mib(pid)
                 report["wrk"][s.name] = r
                 print(fmt_row(s.name, r))
                 if r.get("socket_errors"):
                     print(f"  wrk socket errors: {r['socket_errors']}")
-        print(f"\nserver peak RSS (VmHWM) {peak_rss_mib(pid):.1f} MiB, RSS now {rss_mib(pid):.1f} MiB")
+        print(
+            f"\nserver peak RSS (VmHWM) {peak_rss_mib(pid):.1f} MiB, "
+            f"RSS now {rss_mib(pid):.1f} MiB; load average {loadavg()} at end"
+        )
         print(verdict(report, args.clients))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # the server did not start
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         if server is not None:
             server.stop()
         if scratch and args.database_url:
@@ -814,8 +1039,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def verdict(report: dict[str, Any], clients: int) -> str:
-    results = [(f"{tool}:{name}", r) for tool in ("raw", "wrk") for name, r in report[tool].items()
-               if r.get("requests")]
+    results = [
+        (f"{tool}:{name}", r)
+        for tool in ("raw", "wrk")
+        for name, r in report[tool].items()
+        if r.get("requests")
+    ]
     if not results:
         return "VERDICT: no results"
     worst_name, worst = max(results, key=lambda kv: kv[1]["p99_ms"])

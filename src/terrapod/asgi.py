@@ -6,4 +6,4 @@ from terrapod.observability.logging import configure_logging
 
 settings = Settings()
 configure_logging(settings.log_level, settings.log_format)
-app = create_app(settings)
+app = create_app(settings, tune_gc=True)

@@ -8,17 +8,31 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from terrapod.auth.schemas import TokenAttributes, serialize
+from terrapod.auth.schemas import TokenAttributes, TokenDocument, TokenList, serialize
 from terrapod.auth.service import TokenService
 from terrapod.deps import PrincipalDep, SessionDep
 from terrapod.errors import Invalid
 from terrapod.jsonapi.documents import document, no_content
+from terrapod.jsonapi.models import (
+    BODY_ERRORS,
+    JSONAPIRouteResponse,
+    authenticated,
+    openapi_extra,
+    page_parameters,
+    query_parameter,
+    responses,
+)
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.organizations import service as organizations
 
-router = APIRouter(prefix="/api/v2", tags=["tokens"])
+router = APIRouter(
+    prefix="/api/v2",
+    tags=["tokens"],
+    default_response_class=JSONAPIRouteResponse,
+    responses=authenticated(),
+)
 
 TYPES = {"authentication-tokens", "authentication-token"}
 
@@ -35,6 +49,7 @@ TokenServiceDep = Annotated[TokenService, Depends(_token_service)]
     "/users/{user_id}/authentication-tokens",
     operation_id="createUserToken",
     status_code=201,
+    responses=responses(201, TokenDocument, errors=[*BODY_ERRORS, 404]),
     openapi_extra=jsonapi_body(TokenAttributes, "authentication-tokens"),
 )
 async def create_user_token(
@@ -55,7 +70,12 @@ async def create_user_token(
     return document(serialize(issued.token, plaintext=issued.plaintext), status_code=201)
 
 
-@router.get("/users/{user_id}/authentication-tokens", operation_id="listUserTokens")
+@router.get(
+    "/users/{user_id}/authentication-tokens",
+    operation_id="listUserTokens",
+    responses=responses(200, TokenList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=page_parameters()),
+)
 async def list_user_tokens(
     user_id: str,
     request: Request,
@@ -71,14 +91,23 @@ async def list_user_tokens(
     return document([serialize(t) for t in rows], meta=meta, links=links)
 
 
-@router.get("/authentication-tokens/{token_id}", operation_id="showToken")
+@router.get(
+    "/authentication-tokens/{token_id}",
+    operation_id="showToken",
+    responses=responses(200, TokenDocument, errors=[404]),
+)
 async def show_token(
     token_id: str, session: SessionDep, principal: PrincipalDep, tokens: TokenServiceDep
 ) -> Response:
     return document(serialize(await tokens.get_token(session, principal, token_id)))
 
 
-@router.delete("/authentication-tokens/{token_id}", operation_id="deleteToken", status_code=204)
+@router.delete(
+    "/authentication-tokens/{token_id}",
+    operation_id="deleteToken",
+    status_code=204,
+    responses=responses(204, errors=[404]),
+)
 async def delete_token(
     token_id: str, session: SessionDep, principal: PrincipalDep, tokens: TokenServiceDep
 ) -> Response:
@@ -94,11 +123,22 @@ def _only_default_kind(request: Request) -> None:
         raise Invalid(f"token type {kind!r} is not supported; omit the token parameter")
 
 
+TOKEN_KIND = query_parameter(
+    "token",
+    {"type": "string"},
+    "TFE's audit-trails token; Terrapod has only the default one, so any value but empty is 422",
+)
+
+
 @router.post(
     "/organizations/{name}/authentication-token",
     operation_id="createOrganizationToken",
     status_code=201,
-    openapi_extra=jsonapi_body(TokenAttributes, "authentication-token", required=False),
+    responses=responses(201, TokenDocument, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=openapi_extra(
+        jsonapi_body(TokenAttributes, "authentication-token", required=False),
+        parameters=[TOKEN_KIND],
+    ),
 )
 async def create_org_token(
     name: str,
@@ -125,7 +165,12 @@ async def create_org_token(
     return document(serialize(issued.token, plaintext=issued.plaintext), status_code=201)
 
 
-@router.get("/organizations/{name}/authentication-token", operation_id="showOrganizationToken")
+@router.get(
+    "/organizations/{name}/authentication-token",
+    operation_id="showOrganizationToken",
+    responses=responses(200, TokenDocument, errors=[403, 404, 422]),
+    openapi_extra=openapi_extra(parameters=[TOKEN_KIND]),
+)
 async def show_org_token(
     name: str,
     request: Request,
@@ -142,6 +187,8 @@ async def show_org_token(
     "/organizations/{name}/authentication-token",
     operation_id="deleteOrganizationToken",
     status_code=204,
+    responses=responses(204, errors=[403, 404, 422]),
+    openapi_extra=openapi_extra(parameters=[TOKEN_KIND]),
 )
 async def delete_org_token(
     name: str,

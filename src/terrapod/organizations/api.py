@@ -8,22 +8,44 @@ from starlette.responses import Response
 
 from terrapod.deps import PrincipalDep, SessionDep
 from terrapod.jsonapi.documents import document, no_content
+from terrapod.jsonapi.models import (
+    BODY_ERRORS,
+    JSONAPIRouteResponse,
+    authenticated,
+    openapi_extra,
+    page_parameters,
+    require_attributes,
+    responses,
+)
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.organizations import service
 from terrapod.organizations.schemas import (
+    EntitlementSetDocument,
     OrganizationAttributes,
+    OrganizationDocument,
+    OrganizationList,
     serialize,
     serialize_entitlements,
 )
 
-router = APIRouter(prefix="/api/v2", tags=["organizations"])
+router = APIRouter(
+    prefix="/api/v2",
+    tags=["organizations"],
+    default_response_class=JSONAPIRouteResponse,
+    responses=authenticated(),
+)
 
 TYPES = {"organizations", "organization"}
 
 
-@router.get("/organizations", operation_id="listOrganizations")
+@router.get(
+    "/organizations",
+    operation_id="listOrganizations",
+    responses=responses(200, OrganizationList, errors=[400]),
+    openapi_extra=openapi_extra(parameters=page_parameters()),
+)
 async def list_organizations(
     request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -39,7 +61,10 @@ async def list_organizations(
     "/organizations",
     operation_id="createOrganization",
     status_code=201,
-    openapi_extra=jsonapi_body(OrganizationAttributes, "organizations"),
+    responses=responses(201, OrganizationDocument, errors=[*BODY_ERRORS, 403, 409]),
+    openapi_extra=require_attributes(
+        jsonapi_body(OrganizationAttributes, "organizations"), "name", "email"
+    ),
 )
 async def create_organization(
     request: Request, session: SessionDep, principal: PrincipalDep
@@ -49,7 +74,11 @@ async def create_organization(
     return document(serialize(org, principal), status_code=201)
 
 
-@router.get("/organizations/{name}", operation_id="showOrganization")
+@router.get(
+    "/organizations/{name}",
+    operation_id="showOrganization",
+    responses=responses(200, OrganizationDocument, errors=[404]),
+)
 async def show_organization(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
     org = await service.get_by_name(session, principal, name)
     return document(serialize(org, principal))
@@ -58,6 +87,7 @@ async def show_organization(name: str, session: SessionDep, principal: Principal
 @router.patch(
     "/organizations/{name}",
     operation_id="updateOrganization",
+    responses=responses(200, OrganizationDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
     openapi_extra=jsonapi_body(OrganizationAttributes, "organizations"),
 )
 async def update_organization(
@@ -70,14 +100,23 @@ async def update_organization(
     return document(serialize(org, principal))
 
 
-@router.delete("/organizations/{name}", operation_id="deleteOrganization", status_code=204)
+@router.delete(
+    "/organizations/{name}",
+    operation_id="deleteOrganization",
+    status_code=204,
+    responses=responses(204, errors=[403, 404]),
+)
 async def delete_organization(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
     org = await service.get_by_name(session, principal, name)
     await service.delete(session, principal, org)
     return no_content()
 
 
-@router.get("/organizations/{name}/entitlement-set", operation_id="showEntitlementSet")
+@router.get(
+    "/organizations/{name}/entitlement-set",
+    operation_id="showEntitlementSet",
+    responses=responses(200, EntitlementSetDocument, errors=[404]),
+)
 async def entitlement_set(name: str, session: SessionDep, principal: PrincipalDep) -> Response:
     org = await service.get_by_name(session, principal, name)
     return document(serialize_entitlements(org, service.ENTITLEMENTS))

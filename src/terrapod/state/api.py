@@ -3,7 +3,7 @@ through a signed URL."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from starlette.background import BackgroundTask
@@ -14,19 +14,48 @@ from terrapod.access.principal import Principal
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.errors import BadRequest
 from terrapod.jsonapi.documents import document
+from terrapod.jsonapi.models import (
+    BODY_ERRORS,
+    JSONAPIRouteResponse,
+    authenticated,
+    openapi_extra,
+    page_parameters,
+    query_parameter,
+    require_attributes,
+    responses,
+)
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import include_params, page_params, pagination
 from terrapod.jsonapi.parsing import Attributes, parse_resource, relationship_id
 from terrapod.organizations.models import Organization
 from terrapod.state import service
 from terrapod.state.models import StateVersion
-from terrapod.state.schemas import StateVersionAttributes, UrlFor, serialize, serialize_output
+from terrapod.state.schemas import (
+    STATE_FILE_CONTENT,
+    OutputDocument,
+    OutputList,
+    StateVersionAttributes,
+    StateVersionDocument,
+    StateVersionList,
+    UrlFor,
+    serialize,
+    serialize_output,
+)
 from terrapod.state.service import CreateRequest, StateContext
 from terrapod.storage import ObjectInfo, UrlSigner
 from terrapod.workspaces import service as workspaces
 from terrapod.workspaces.models import Workspace
 
-router = APIRouter(prefix="/api/v2", tags=["state"])
+router = APIRouter(
+    prefix="/api/v2",
+    tags=["state"],
+    default_response_class=JSONAPIRouteResponse,
+    responses=authenticated(),
+)
+
+INCLUDE_OUTPUTS = query_parameter(
+    "include", {"type": "string"}, "outputs: add the versions' outputs as included resources"
+)
 
 TYPES = {"state-versions", "state-version"}
 
@@ -84,7 +113,12 @@ async def _document(
     "/workspaces/{workspace_id}/state-versions",
     operation_id="createStateVersion",
     status_code=201,
-    openapi_extra=jsonapi_body(StateVersionAttributes, "state-versions"),
+    # 409: the caller does not hold the workspace lock, or serial/lineage do not succeed the
+    # current state.
+    responses=responses(201, StateVersionDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
+    openapi_extra=require_attributes(
+        jsonapi_body(StateVersionAttributes, "state-versions"), "serial", "md5"
+    ),
 )
 async def create_state_version(
     workspace_id: str,
@@ -124,7 +158,12 @@ async def create_state_version(
     return await _document(session, ctx, url_for, [sv], include_outputs=False, status_code=201)
 
 
-@router.get("/workspaces/{workspace_id}/state-versions", operation_id="listWorkspaceStateVersions")
+@router.get(
+    "/workspaces/{workspace_id}/state-versions",
+    operation_id="listWorkspaceStateVersions",
+    responses=responses(200, StateVersionList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=[*page_parameters(), INCLUDE_OUTPUTS]),
+)
 async def list_workspace_state_versions(
     workspace_id: str,
     request: Request,
@@ -137,7 +176,23 @@ async def list_workspace_state_versions(
     return await _list(request, session, principal, ctx, url_for, ws, org)
 
 
-@router.get("/state-versions", operation_id="listStateVersions")
+@router.get(
+    "/state-versions",
+    operation_id="listStateVersions",
+    responses=responses(200, StateVersionList, errors=[400, 404]),
+    openapi_extra=openapi_extra(
+        parameters=[
+            query_parameter(
+                "filter[organization][name]", {"type": "string"}, "Organization", required=True
+            ),
+            query_parameter(
+                "filter[workspace][name]", {"type": "string"}, "Workspace", required=True
+            ),
+            *page_parameters(),
+            INCLUDE_OUTPUTS,
+        ]
+    ),
+)
 async def list_state_versions(
     request: Request,
     session: SessionDep,
@@ -179,7 +234,12 @@ async def _list(
     )
 
 
-@router.get("/state-versions/{sv_id}", operation_id="showStateVersion")
+@router.get(
+    "/state-versions/{sv_id}",
+    operation_id="showStateVersion",
+    responses=responses(200, StateVersionDocument, errors=[404]),
+    openapi_extra=openapi_extra(parameters=[INCLUDE_OUTPUTS]),
+)
 async def show_state_version(
     sv_id: str,
     request: Request,
@@ -195,7 +255,10 @@ async def show_state_version(
 
 
 @router.get(
-    "/workspaces/{workspace_id}/current-state-version", operation_id="showCurrentStateVersion"
+    "/workspaces/{workspace_id}/current-state-version",
+    operation_id="showCurrentStateVersion",
+    responses=responses(200, StateVersionDocument, errors=[404]),
+    openapi_extra=openapi_extra(parameters=[INCLUDE_OUTPUTS]),
 )
 async def current_state_version(
     workspace_id: str,
@@ -212,7 +275,14 @@ async def current_state_version(
     )
 
 
-@router.get("/state-versions/{sv_id}/download", operation_id="downloadStateVersion")
+@router.get(
+    "/state-versions/{sv_id}/download",
+    operation_id="downloadStateVersion",
+    response_class=StreamingResponse,
+    responses=responses(
+        200, errors=[404], description="The state file", content=STATE_FILE_CONTENT
+    ),
+)
 async def download_state_version(
     sv_id: str, session: SessionDep, principal: PrincipalDep, ctx: ContextDep
 ) -> Response:
@@ -225,7 +295,12 @@ async def download_state_version(
     )
 
 
-@router.get("/state-versions/{sv_id}/outputs", operation_id="listStateVersionOutputs")
+@router.get(
+    "/state-versions/{sv_id}/outputs",
+    operation_id="listStateVersionOutputs",
+    responses=responses(200, OutputList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=page_parameters()),
+)
 async def list_outputs(
     sv_id: str, request: Request, session: SessionDep, principal: PrincipalDep, ctx: ContextDep
 ) -> Response:
@@ -239,7 +314,11 @@ async def list_outputs(
     )
 
 
-@router.get("/state-version-outputs/{output_id}", operation_id="showStateVersionOutput")
+@router.get(
+    "/state-version-outputs/{output_id}",
+    operation_id="showStateVersionOutput",
+    responses=responses(200, OutputDocument, errors=[404]),
+)
 async def show_output(
     output_id: str, session: SessionDep, principal: PrincipalDep, ctx: ContextDep
 ) -> Response:
@@ -251,6 +330,8 @@ async def show_output(
 @router.get(
     "/workspaces/{workspace_id}/current-state-version-outputs",
     operation_id="listCurrentStateVersionOutputs",
+    responses=responses(200, OutputList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=page_parameters()),
 )
 async def current_outputs(
     workspace_id: str,
@@ -274,7 +355,42 @@ class _RollbackAttributes(Attributes):
     pass
 
 
-@router.patch("/workspaces/{workspace_id}/state-versions", operation_id="rollbackStateVersion")
+def _rollback_body() -> dict[str, Any]:
+    """The body names the version to copy in a relationship; it has no attributes."""
+    extra = jsonapi_body(_RollbackAttributes, "state-versions")
+    target = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "object",
+                "required": ["id"],
+                "properties": {"type": {"const": "state-versions"}, "id": {"type": "string"}},
+            }
+        },
+    }
+    for media in extra["requestBody"]["content"].values():
+        data = media["schema"]["properties"]["data"]
+        data["required"] = ["relationships"]
+        data["properties"]["relationships"] = {
+            "type": "object",
+            "required": ["rollback-state-version"],
+            "properties": {"rollback-state-version": target},
+        }
+    return extra
+
+
+ROLLBACK_BODY = _rollback_body()
+
+
+@router.patch(
+    "/workspaces/{workspace_id}/state-versions",
+    operation_id="rollbackStateVersion",
+    # 400 also when relationships.rollback-state-version is missing; 409: the caller does not
+    # hold the lock, or the version is already current.
+    responses=responses(200, StateVersionDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
+    openapi_extra=ROLLBACK_BODY,
+)
 async def rollback_state_version(
     workspace_id: str,
     request: Request,

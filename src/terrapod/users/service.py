@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from argon2 import PasswordHasher
@@ -94,12 +95,15 @@ async def authenticate(session: AsyncSession, username: str, password: str) -> U
     user = await find_user(session, username)
     if user is None or not user.is_active or not user.password_hash:
         # Spend the same time as a real check so timing does not reveal who exists.
-        _password_matches(_DUMMY_HASH, password)
+        _password_matches(_dummy_hash(), password)
         return None
     return user if _password_matches(user.password_hash, password) else None
 
 
-_DUMMY_HASH = _hasher.hash("terrapod-timing-equalizer")
+@functools.cache
+def _dummy_hash() -> str:
+    # Computed on first use: argon2 takes 64 MiB, which start-up need not pay.
+    return _hasher.hash("terrapod-timing-equalizer")
 
 
 def _password_matches(password_hash: str, password: str) -> bool:

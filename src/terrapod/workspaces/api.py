@@ -12,6 +12,17 @@ from terrapod.access.principal import Principal
 from terrapod.deps import PrincipalDep, SessionDep
 from terrapod.errors import Invalid
 from terrapod.jsonapi.documents import document, no_content, resource
+from terrapod.jsonapi.models import (
+    BODY_ERRORS,
+    JSONAPIRouteResponse,
+    authenticated,
+    list_body,
+    openapi_extra,
+    page_parameters,
+    query_parameter,
+    require_attributes,
+    responses,
+)
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
 from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list
@@ -21,13 +32,58 @@ from terrapod.workspaces import service
 from terrapod.workspaces.models import Workspace
 from terrapod.workspaces.schemas import (
     LockAttributes,
+    TagList,
     WorkspaceAttributes,
+    WorkspaceDocument,
+    WorkspaceList,
     domain_values,
     serialize,
 )
 from terrapod.workspaces.service import ListFilter, WorkspaceView
 
-router = APIRouter(prefix="/api/v2", tags=["workspaces"])
+router = APIRouter(
+    prefix="/api/v2",
+    tags=["workspaces"],
+    default_response_class=JSONAPIRouteResponse,
+    responses=authenticated(),
+)
+
+WORKSPACE_BODY = jsonapi_body(WorkspaceAttributes, "workspaces")
+SEARCH_PARAMETERS = [
+    query_parameter("search[name]", {"type": "string"}, "Part of the name (any case)"),
+    query_parameter("search[tags]", {"type": "string"}, "Comma-separated tags, all required"),
+    query_parameter(
+        "search[exclude-tags]", {"type": "string"}, "Comma-separated tags, none allowed"
+    ),
+    query_parameter(
+        "search[wildcard-name]", {"type": "string"}, "Name with * wildcards: *foo, foo*, *foo*"
+    ),
+]
+TAGS_BODY = list_body(
+    {
+        "type": "object",
+        "required": ["attributes"],
+        "properties": {
+            "type": {"type": "string", "example": "tags"},
+            "attributes": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9:_-]{0,254}$"}
+                },
+            },
+        },
+    },
+    description="Tags by name",
+)
+CONSUMERS_BODY = list_body(
+    {
+        "type": "object",
+        "required": ["type", "id"],
+        "properties": {"type": {"const": "workspaces"}, "id": {"type": "string", "minLength": 1}},
+    },
+    description="Workspaces of the same organization",
+)
 
 TYPES = {"workspaces", "workspace"}
 
@@ -50,7 +106,12 @@ def _split_csv(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
 
-@router.get("/organizations/{org_name}/workspaces", operation_id="listWorkspaces")
+@router.get(
+    "/organizations/{org_name}/workspaces",
+    operation_id="listWorkspaces",
+    responses=responses(200, WorkspaceList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=[*page_parameters(), *SEARCH_PARAMETERS]),
+)
 async def list_workspaces(
     org_name: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -75,7 +136,8 @@ async def list_workspaces(
     "/organizations/{org_name}/workspaces",
     operation_id="createWorkspace",
     status_code=201,
-    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+    responses=responses(201, WorkspaceDocument, errors=[*BODY_ERRORS, 404, 409]),
+    openapi_extra=require_attributes(WORKSPACE_BODY, "name"),
 )
 async def create_workspace(
     org_name: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -86,7 +148,11 @@ async def create_workspace(
     return _one(await service.view(session, ws, org), principal, 201)
 
 
-@router.get("/organizations/{org_name}/workspaces/{name}", operation_id="showWorkspaceByName")
+@router.get(
+    "/organizations/{org_name}/workspaces/{name}",
+    operation_id="showWorkspaceByName",
+    responses=responses(200, WorkspaceDocument, errors=[404]),
+)
 async def show_workspace_by_name(
     org_name: str, name: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -94,7 +160,11 @@ async def show_workspace_by_name(
     return _one(await service.view(session, ws, org), principal)
 
 
-@router.get("/workspaces/{workspace_id}", operation_id="showWorkspace")
+@router.get(
+    "/workspaces/{workspace_id}",
+    operation_id="showWorkspace",
+    responses=responses(200, WorkspaceDocument, errors=[404]),
+)
 async def show_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -117,7 +187,8 @@ async def _update(
 @router.patch(
     "/workspaces/{workspace_id}",
     operation_id="updateWorkspace",
-    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+    responses=responses(200, WorkspaceDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
+    openapi_extra=WORKSPACE_BODY,
 )
 async def update_workspace(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -130,7 +201,8 @@ async def update_workspace(
 @router.patch(
     "/organizations/{org_name}/workspaces/{name}",
     operation_id="updateWorkspaceByName",
-    openapi_extra=jsonapi_body(WorkspaceAttributes, "workspaces"),
+    responses=responses(200, WorkspaceDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
+    openapi_extra=WORKSPACE_BODY,
 )
 async def update_workspace_by_name(
     org_name: str, name: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -139,7 +211,12 @@ async def update_workspace_by_name(
     return await _update(request, session, principal, found)
 
 
-@router.delete("/workspaces/{workspace_id}", operation_id="deleteWorkspace", status_code=204)
+@router.delete(
+    "/workspaces/{workspace_id}",
+    operation_id="deleteWorkspace",
+    status_code=204,
+    responses=responses(204, errors=[403, 404]),
+)
 async def delete_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -152,6 +229,7 @@ async def delete_workspace(
     "/organizations/{org_name}/workspaces/{name}",
     operation_id="deleteWorkspaceByName",
     status_code=204,
+    responses=responses(204, errors=[403, 404]),
 )
 async def delete_workspace_by_name(
     org_name: str, name: str, session: SessionDep, principal: PrincipalDep
@@ -165,6 +243,8 @@ async def delete_workspace_by_name(
     "/workspaces/{workspace_id}/actions/safe-delete",
     operation_id="safeDeleteWorkspace",
     status_code=204,
+    # 409: the workspace still manages resources, or is locked.
+    responses=responses(204, errors=[403, 404, 409]),
 )
 async def safe_delete_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
@@ -178,6 +258,7 @@ async def safe_delete_workspace(
     "/organizations/{org_name}/workspaces/{name}/actions/safe-delete",
     operation_id="safeDeleteWorkspaceByName",
     status_code=204,
+    responses=responses(204, errors=[403, 404, 409]),
 )
 async def safe_delete_workspace_by_name(
     org_name: str, name: str, session: SessionDep, principal: PrincipalDep
@@ -193,6 +274,7 @@ async def safe_delete_workspace_by_name(
 @router.post(
     "/workspaces/{workspace_id}/actions/lock",
     operation_id="lockWorkspace",
+    responses=responses(200, WorkspaceDocument, errors=[*BODY_ERRORS, 403, 404, 409]),
     openapi_extra=jsonapi_body(LockAttributes, "", required=False),
 )
 async def lock_workspace(
@@ -209,7 +291,11 @@ async def lock_workspace(
     return _one(await service.view(session, ws, org), principal)
 
 
-@router.post("/workspaces/{workspace_id}/actions/unlock", operation_id="unlockWorkspace")
+@router.post(
+    "/workspaces/{workspace_id}/actions/unlock",
+    operation_id="unlockWorkspace",
+    responses=responses(200, WorkspaceDocument, errors=[403, 404, 409]),
+)
 async def unlock_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -218,7 +304,11 @@ async def unlock_workspace(
     return _one(await service.view(session, ws, org), principal)
 
 
-@router.post("/workspaces/{workspace_id}/actions/force-unlock", operation_id="forceUnlockWorkspace")
+@router.post(
+    "/workspaces/{workspace_id}/actions/force-unlock",
+    operation_id="forceUnlockWorkspace",
+    responses=responses(200, WorkspaceDocument, errors=[403, 404, 409]),
+)
 async def force_unlock_workspace(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -243,7 +333,11 @@ def _tag_names(items: list[dict[str, object]]) -> list[str]:
     return names
 
 
-@router.get("/workspaces/{workspace_id}/relationships/tags", operation_id="listWorkspaceTags")
+@router.get(
+    "/workspaces/{workspace_id}/relationships/tags",
+    operation_id="listWorkspaceTags",
+    responses=responses(200, TagList, errors=[404]),
+)
 async def list_tags(workspace_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
     ws, org = await service.get(session, principal, workspace_id)
     view = await service.view(session, ws, org)
@@ -265,6 +359,8 @@ async def list_tags(workspace_id: str, session: SessionDep, principal: Principal
     "/workspaces/{workspace_id}/relationships/tags",
     operation_id="addWorkspaceTags",
     status_code=204,
+    responses=responses(204, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=TAGS_BODY,
 )
 async def add_tags(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -279,6 +375,8 @@ async def add_tags(
     "/workspaces/{workspace_id}/relationships/tags",
     operation_id="removeWorkspaceTags",
     status_code=204,
+    responses=responses(204, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=TAGS_BODY,
 )
 async def remove_tags(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -295,6 +393,8 @@ async def remove_tags(
 @router.get(
     "/workspaces/{workspace_id}/relationships/remote-state-consumers",
     operation_id="listRemoteStateConsumers",
+    responses=responses(200, WorkspaceList, errors=[400, 404]),
+    openapi_extra=openapi_extra(parameters=page_parameters()),
 )
 async def list_consumers(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -322,6 +422,8 @@ async def _change_consumers(
     "/workspaces/{workspace_id}/relationships/remote-state-consumers",
     operation_id="addRemoteStateConsumers",
     status_code=204,
+    responses=responses(204, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=CONSUMERS_BODY,
 )
 async def add_consumers(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -333,6 +435,8 @@ async def add_consumers(
     "/workspaces/{workspace_id}/relationships/remote-state-consumers",
     operation_id="replaceRemoteStateConsumers",
     status_code=204,
+    responses=responses(204, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=CONSUMERS_BODY,
 )
 async def replace_consumers(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -344,6 +448,8 @@ async def replace_consumers(
     "/workspaces/{workspace_id}/relationships/remote-state-consumers",
     operation_id="removeRemoteStateConsumers",
     status_code=204,
+    responses=responses(204, errors=[*BODY_ERRORS, 403, 404]),
+    openapi_extra=CONSUMERS_BODY,
 )
 async def remove_consumers(
     workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep

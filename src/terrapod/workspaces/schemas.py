@@ -7,45 +7,220 @@ fails on anything else), so a lock held by an organization token shows as null.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
+from pydantic.config import JsonDict
 
 from terrapod.access.principal import Principal
 from terrapod.jsonapi.documents import Resource, iso, ref, resource
+from terrapod.jsonapi.models import (
+    LinksOnlyRelationship,
+    Omitted,
+    Timestamp,
+    WireModel,
+    listing,
+    single,
+    to_one,
+)
 from terrapod.jsonapi.parsing import Attributes
 from terrapod.workspaces.service import WorkspaceView, permissions_for
 
+# service.py's checks, for the OpenAPI schema only (the service enforces them).
+_NAME: JsonDict = {"pattern": "^[A-Za-z0-9_-]{1,90}$"}
+_TAG: JsonDict = {"pattern": "^[a-z0-9][a-z0-9:_-]{0,254}$"}
 
+
+# The json_schema_extra values describe service.py's checks (and column widths) for the OpenAPI
+# schema only; the service enforces them. Attributes the service refuses as null
+# (service.NOT_NULL) are offered without null: `T | Omitted` (SkipJsonSchema) still parses null, so
+# the service can refuse it with its own message.
 class WorkspaceAttributes(Attributes):
-    name: str | None = None
+    """Workspace settings a client may set (name is required to create one)."""
+
+    name: str | Omitted = Field(default=None, json_schema_extra=_NAME)
     description: str | None = None
-    auto_apply: bool | None = None
-    auto_apply_run_trigger: bool | None = None
-    allow_destroy_plan: bool | None = None
-    execution_mode: str | None = None
-    operations: bool | None = None
-    terraform_version: str | None = None
-    working_directory: str | None = None
-    global_remote_state: bool | None = None
-    structured_run_output_enabled: bool | None = None
-    speculative_enabled: bool | None = None
-    queue_all_runs: bool | None = None
-    file_triggers_enabled: bool | None = None
-    trigger_prefixes: list[str] | None = None
-    trigger_patterns: list[str] | None = None
-    source_name: str | None = None
-    source_url: str | None = None
-    labels: dict[str, str] | None = None
-    resource_cpu: str | None = None
-    resource_memory: str | None = None
-    agent_pool_id: str | None = None
-    tag_names: list[str] | None = None
-    vcs_repo: dict[str, Any] | None = Field(default=None)
+    auto_apply: bool | Omitted = None
+    auto_apply_run_trigger: bool | Omitted = None
+    allow_destroy_plan: bool | Omitted = None
+    execution_mode: str | Omitted = Field(
+        default=None,
+        json_schema_extra={
+            "enum": ["remote", "local", "agent"],
+            "description": "agent needs an agent pool (none exist yet: 422)",
+        },
+    )
+    operations: bool | None = Field(
+        default=None, json_schema_extra={"description": "Deprecated form of execution-mode"}
+    )
+    terraform_version: str | Omitted = Field(
+        default=None,
+        json_schema_extra={
+            "maxLength": 64,
+            "description": "A version (1.15.5), a constraint (~> 1.15) or latest",
+        },
+    )
+    working_directory: str | None = Field(
+        default=None,
+        json_schema_extra={"maxLength": 255, "description": "Relative path, no '..'"},
+    )
+    global_remote_state: bool | Omitted = None
+    structured_run_output_enabled: bool | Omitted = None
+    speculative_enabled: bool | Omitted = None
+    queue_all_runs: bool | Omitted = None
+    file_triggers_enabled: bool | Omitted = None
+    trigger_prefixes: list[str] | Omitted = None
+    trigger_patterns: list[str] | Omitted = None
+    source_name: str | None = Field(default=None, json_schema_extra={"maxLength": 255})
+    source_url: str | None = Field(default=None, json_schema_extra={"maxLength": 1024})
+    labels: dict[str, str] | Omitted = Field(
+        default=None,
+        json_schema_extra={
+            "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$"},
+            "additionalProperties": {"type": "string", "maxLength": 63},
+        },
+    )
+    resource_cpu: str | None = Field(default=None, json_schema_extra={"maxLength": 32})
+    resource_memory: str | None = Field(default=None, json_schema_extra={"maxLength": 32})
+    agent_pool_id: str | None = Field(
+        default=None, json_schema_extra={"description": "No agent pools exist yet: 422"}
+    )
+    tag_names: list[str] | None = Field(default=None, json_schema_extra={"items": _TAG})
+    vcs_repo: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra={"description": "VCS-backed workspaces are not supported yet: 422"},
+    )
 
 
 class LockAttributes(Attributes):
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None, json_schema_extra={"description": "Kept to its first 255 characters"}
+    )
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+# permissions_for() in service.py.
+class WorkspacePermissions(WireModel):
+    """What the caller may do with the workspace."""
+
+    can_update: bool
+    can_destroy: bool
+    can_queue_run: bool
+    can_queue_apply: bool
+    can_queue_destroy: bool
+    can_read_variable: bool
+    can_update_variable: bool
+    can_read_state_versions: bool
+    can_read_state_outputs: bool
+    can_create_state_versions: bool
+    can_lock: bool
+    can_unlock: bool
+    can_force_unlock: bool
+    can_read_settings: bool
+    can_manage_tags: bool
+    can_manage_run_tasks: bool
+    can_force_delete: bool
+    can_manage_assessments: bool
+    can_read_assessments: bool
+
+
+class SettingOverwrites(WireModel):
+    execution_mode: bool
+    agent_pool: bool
+
+
+class WorkspaceActions(WireModel):
+    is_destroyable: bool
+
+
+# Member for member what serialize() sends.
+class WorkspaceResponseAttributes(WireModel):
+    """A workspace."""
+
+    name: str
+    description: str | None
+    environment: str
+    auto_apply: bool
+    auto_apply_run_trigger: bool
+    allow_destroy_plan: bool
+    execution_mode: Literal["remote", "local", "agent"]
+    operations: bool
+    terraform_version: str
+    working_directory: str
+    global_remote_state: bool
+    structured_run_output_enabled: bool
+    speculative_enabled: bool
+    queue_all_runs: bool
+    file_triggers_enabled: bool
+    trigger_prefixes: list[str]
+    trigger_patterns: list[str]
+    source: str
+    source_name: str | None
+    source_url: str | None
+    labels: dict[str, str]
+    resource_cpu: str | None
+    resource_memory: str | None
+    tag_names: list[str]
+    vcs_repo: dict[str, Any] | None
+    vcs_repo_identifier: str | None
+    locked: bool
+    locked_reason: str
+    locked_at: Timestamp | None
+    resource_count: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    latest_change_at: Timestamp
+    apply_duration_average: int | None
+    plan_duration_average: int | None
+    policy_check_failures: int | None
+    run_failures: int | None
+    workspace_kpis_runs_count: int | None
+    auto_destroy_at: Timestamp | None
+    setting_overwrites: SettingOverwrites
+    permissions: WorkspacePermissions
+    actions: WorkspaceActions
+
+
+class WorkspaceRelationships(WireModel):
+    organization: to_one("organizations")  # type: ignore[valid-type]
+    current_state_version: to_one("state-versions")  # type: ignore[valid-type]
+    current_run: to_one("runs")  # type: ignore[valid-type]
+    latest_run: to_one("runs")  # type: ignore[valid-type]
+    current_configuration_version: to_one("configuration-versions")  # type: ignore[valid-type]
+    agent_pool: to_one("agent-pools")  # type: ignore[valid-type]
+    # Only users, runs or teams: go-tfe decodes locked-by polymorphically (see the top).
+    locked_by: to_one("users", "runs", "teams")  # type: ignore[valid-type]
+    remote_state_consumers: LinksOnlyRelationship
+    outputs: LinksOnlyRelationship
+
+
+class WorkspaceLinks(WireModel):
+    self_: str = Field(alias="self")
+    self_html: str
+
+
+WorkspaceDocument = single(
+    "workspaces",
+    WorkspaceResponseAttributes,
+    relationships=WorkspaceRelationships,
+    links=WorkspaceLinks,
+)
+WorkspaceList = listing(
+    "workspaces",
+    WorkspaceResponseAttributes,
+    relationships=WorkspaceRelationships,
+    links=WorkspaceLinks,
+)
+
+
+class TagResponseAttributes(WireModel):
+    name: str
+
+
+# GET …/relationships/tags answers with pagination meta but no page links.
+TagList = listing("tags", TagResponseAttributes, page_links=False)
 
 
 def domain_values(attrs: WorkspaceAttributes, sent: frozenset[str]) -> dict[str, Any]:
