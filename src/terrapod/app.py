@@ -11,6 +11,7 @@ from typing import TextIO
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -160,6 +161,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such endpoint or resource"
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> Response:
+        # The database refused a value (out of range, too long, bad encoding). Attribute
+        # models check widths and ranges first; this is the net under them, so bad input is
+        # never a 500.
+        log.warning("database refused a value", error=str(exc.orig)[:200])
+        return error_response(422, "a value in the request is out of range or too long")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:

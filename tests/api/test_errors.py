@@ -68,3 +68,37 @@ async def test_bad_pagination_is_400_naming_the_parameter(admin: httpx.AsyncClie
         r = await admin.get("/api/v2/organizations", params=params)
         assert r.status_code in (400, 422)
         assert next(iter(params)) in r.json()["errors"][0]["detail"]
+
+
+async def test_nul_characters_and_huge_numbers_are_4xx_not_500(admin: httpx.AsyncClient) -> None:
+    assert (await admin.get("/api/v2/organizations/de%00fault")).status_code == 404
+    r = await admin.get("/api/v2/organizations", params={"search[name]": "a\x00b"})
+    assert r.status_code == 400 and "NUL" in r.json()["errors"][0]["detail"]
+    r = await admin.patch(
+        "/api/v2/organizations/default",
+        json={"data": {"type": "organizations", "attributes": {"email": "a\x00@b.test"}}},
+    )
+    assert (
+        r.status_code == 422
+        and r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/email"
+    )
+    r = await admin.get("/api/v2/organizations", params={"page[number]": str(10**20)})
+    assert r.status_code == 400 and "page[number]" in r.json()["errors"][0]["detail"]
+
+
+async def test_values_wider_than_their_column_are_422(admin: httpx.AsyncClient) -> None:
+    r = await admin.patch(
+        "/api/v2/organizations/default",
+        json={"data": {"type": "organizations", "attributes": {"external-id": "x" * 101}}},
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/external-id"
+
+
+async def test_null_for_a_required_setting_is_422_naming_it(admin: httpx.AsyncClient) -> None:
+    r = await admin.patch(
+        "/api/v2/organizations/default",
+        json={"data": {"type": "organizations", "attributes": {"collaborator-auth-policy": None}}},
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/collaborator-auth-policy"

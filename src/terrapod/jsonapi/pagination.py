@@ -12,6 +12,8 @@ from terrapod.errors import BadRequest
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# Far beyond any real list, and small enough that the offset fits a 64-bit integer.
+MAX_PAGE_NUMBER = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ def _positive_int(request: Request, name: str, default: int) -> int:
 
 def page_params(request: Request, *, default_size: int = DEFAULT_PAGE_SIZE) -> Page:
     number = _positive_int(request, "page[number]", 1)
+    if number > MAX_PAGE_NUMBER:
+        raise BadRequest(f"page[number] must be at most {MAX_PAGE_NUMBER}")
     # TFE clamps oversized pages to the maximum rather than refusing them.
     size = min(_positive_int(request, "page[size]", default_size), MAX_PAGE_SIZE)
     return Page(number, size)

@@ -98,16 +98,54 @@ def _message(error: dict[str, Any]) -> str:
     return f"{loc}: {error['msg']}"
 
 
+def reject_nul(value: Any, pointer: str) -> None:
+    """NUL cannot be stored in PostgreSQL text and never belongs in TFE attributes."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid("must not contain NUL characters", pointer=pointer)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, pointer)
+            reject_nul(item, f"{pointer}/{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul(item, f"{pointer}/{index}")
+
+
+def _enforce_limits(model: type[BaseModel], instance: BaseModel) -> None:
+    """``maxLength`` and ``maximum`` in a field's ``json_schema_extra`` are enforced here, for
+    every attribute model: the OpenAPI schema and the check cannot disagree, and no value
+    wider than its column reaches the database."""
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        value = getattr(instance, name)
+        attribute = dasherize(name)
+        limit = extra.get("maxLength")
+        if isinstance(limit, int) and isinstance(value, str) and len(value) > limit:
+            raise Invalid(
+                f"{attribute} must be at most {limit} characters",
+                pointer=f"/data/attributes/{attribute}",
+            )
+        maximum = extra.get("maximum")
+        if isinstance(maximum, int) and isinstance(value, int) and value > maximum:
+            raise Invalid(
+                f"{attribute} must be at most {maximum}", pointer=f"/data/attributes/{attribute}"
+            )
+
+
 def validate_attributes(model: type[A], raw: Any) -> A:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise Invalid("attributes must be an object", pointer="/data/attributes")
+    reject_nul(raw, "/data/attributes")
     try:
-        return model.model_validate(raw)
+        instance = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise Invalid(_message(dict(first)), pointer=_pointer(tuple(first["loc"]), raw)) from exc
+    _enforce_limits(model, instance)
+    return instance
 
 
 async def parse_resource(
@@ -142,6 +180,7 @@ async def parse_resource(
     relationships = data.get("relationships") or {}
     if not isinstance(relationships, dict):
         raise Invalid("relationships must be an object", pointer="/data/relationships")
+    reject_nul(relationships, "/data/relationships")
     raw_attrs = data.get("attributes")
     attributes = validate_attributes(model, raw_attrs)
     sent = frozenset(raw_attrs.keys()) if isinstance(raw_attrs, dict) else frozenset()
@@ -177,6 +216,7 @@ async def parse_resource_list(request: Request) -> list[dict[str, Any]]:
         raise BadRequest(
             "request body must be a JSON:API document whose data is a list", pointer="/data"
         )
+    reject_nul(body["data"], "/data")
     items: list[dict[str, Any]] = []
     for index, item in enumerate(body["data"]):
         if not isinstance(item, dict):

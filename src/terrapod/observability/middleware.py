@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from terrapod.jsonapi.errors import error_response
 from terrapod.observability.metrics import Metrics
 
 # Terraform refuses a TFP-API-Version below 2.5; X-TFE-Version must look like vYYYYMM-N or
@@ -71,7 +72,11 @@ class ObservabilityMiddleware:
         self.metrics.in_flight.inc()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_wrapper)
+            refusal = _refuse_nul(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -114,6 +119,17 @@ class ObservabilityMiddleware:
             # A malformed hop is never trusted, so the walk stops there.
             return False
         return any(ip in net for net in self.trusted)
+
+
+def _refuse_nul(scope: Scope) -> ASGIApp | None:
+    """NUL can name nothing (PostgreSQL text cannot even hold it): a path with one is 404 and a
+    query string with one is 400, before any route or database sees it."""
+    if "\x00" in scope["path"]:
+        return error_response(404, "no such endpoint or resource")
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        return error_response(400, "query parameters must not contain NUL characters")
+    return None
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -47,6 +47,25 @@ def validate_name(name: str) -> str:
     return name
 
 
+# Settable attributes whose columns are NOT NULL: an explicit null is refused by name.
+NOT_NULL = (
+    "name",
+    "email",
+    "collaborator_auth_policy",
+    "cost_estimation_enabled",
+    "default_execution_mode",
+    "allow_force_delete_workspaces",
+    "assessments_enforced",
+)
+
+
+def _refuse_nulls(values: dict[str, Any]) -> None:
+    for key in NOT_NULL:
+        if key in values and values[key] is None:
+            attribute = key.replace("_", "-")
+            raise Invalid(f"{attribute} cannot be null", pointer=f"/data/attributes/{attribute}")
+
+
 def _validate(values: dict[str, Any]) -> None:
     if "name" in values:
         validate_name(values["name"])
@@ -176,10 +195,8 @@ async def update(
     session: AsyncSession, principal: Principal, org: Organization, values: dict[str, Any]
 ) -> Organization:
     authorize(principal, Action.ORG_UPDATE, organization_id=org.id, what="organization")
+    _refuse_nulls(values)
     _validate({k: v for k, v in values.items() if v is not None})
-    for required in ("name", "email"):
-        if required in values and values[required] is None:
-            raise Invalid(f"{required} cannot be null", pointer=f"/data/attributes/{required}")
     if "name" in values and values["name"] != org.name:
         await _ensure_name_free(session, values["name"])
     for key, value in values.items():

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from terrapod.jsonapi.documents import JSONAPIResponse
+from terrapod.jsonapi.documents import JSONAPI_CONTENT_TYPE, JSONAPIResponse
+from terrapod.jsonapi.models import JSONAPIRouteResponse
 
 router = APIRouter(tags=["system"])
 
@@ -43,7 +44,32 @@ async def discovery() -> JSONResponse:
     return JSONResponse(DISCOVERY)
 
 
-@router.get("/api/v2/ping", operation_id="ping")
+_PING_SCHEMA = {
+    "type": "object",
+    "required": ["data", "meta"],
+    "properties": {
+        "data": {"type": "null"},
+        "meta": {
+            "type": "object",
+            "properties": {"app": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+@router.get(
+    "/api/v2/ping",
+    operation_id="ping",
+    response_class=JSONAPIRouteResponse,
+    responses={
+        200: {
+            "description": "Alive; the TFP-API-Version header is what clients check",
+            "content": {JSONAPI_CONTENT_TYPE: {"schema": _PING_SCHEMA}},
+        }
+    },
+)
 async def ping() -> Response:
     # The CLI reads only the headers (added by the middleware to every /api/v2 response).
     return JSONAPIResponse({"data": None, "meta": {"app": "Terrapod"}})
