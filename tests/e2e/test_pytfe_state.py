@@ -208,13 +208,6 @@ def test_workspaces_create_read_list_update_delete(tfe: TFEClient) -> None:
         tfe.workspaces.read_by_id(leftover.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='server bug: pytfe 1.5.0 Workspaces.lock sends the body {"reason": …} without a '
-    "JSON:API data member; POST /workspaces/:id/actions/lock answers 400 'request body must be "
-    "a JSON:API document with a data member' although the route's own comment promises to "
-    "accept the top-level reason",
-)
 def test_lock_with_pytfe(tfe: TFEClient, workspace_id: str, api: httpx.Client) -> None:
     locked = tfe.workspaces.lock(workspace_id, WorkspaceLockOptions(reason="maintenance"))
     assert locked.locked is True

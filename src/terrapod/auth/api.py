@@ -37,7 +37,7 @@ router = APIRouter(
 TYPES = {"authentication-tokens", "authentication-token"}
 
 
-def _token_service(request: Request) -> TokenService:
+async def _token_service(request: Request) -> TokenService:
     service: TokenService = request.app.state.tokens
     return service
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from terrapod.access.principal import Principal
+from terrapod.db.engine import WRITE_OPTION
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.errors import BadRequest
 from terrapod.jsonapi.documents import document
@@ -60,7 +61,8 @@ INCLUDE_OUTPUTS = query_parameter(
 TYPES = {"state-versions", "state-version"}
 
 
-def _ctx(request: Request) -> StateContext:
+async def _ctx(request: Request) -> StateContext:
+    # async: FastAPI runs plain-def dependencies in a thread pool (~85 us each).
     ctx: StateContext = request.app.state.state_ctx
     return ctx
 
@@ -68,7 +70,7 @@ def _ctx(request: Request) -> StateContext:
 ContextDep = Annotated[StateContext, Depends(_ctx)]
 
 
-def _url_for(request: Request) -> UrlFor:
+async def _url_for(request: Request) -> UrlFor:
     root = base_url(request)
     signer: UrlSigner = request.app.state.url_signer
 
@@ -419,11 +421,16 @@ async def upload_guard(request: Request, key: str) -> bool:
 
 
 async def upload_hook(request: Request, info: ObjectInfo) -> None:
-    from terrapod.db.engine import WRITE_OPTION
-
+    ctx = await _ctx(request)
+    # Parse first, lock later: the write transaction only covers the short bookkeeping.
+    summary = None if info.key.endswith(".json") else await service.summarize_upload(ctx, info.key)
     async with request.app.state.sessionmaker() as session:
         await session.connection(execution_options={WRITE_OPTION: True})
-        await service.content_uploaded(session, _ctx(request), info.key, info)
+        try:
+            await service.content_uploaded(session, ctx, info.key, info, summary)
+        except service.Superseded:
+            await session.commit()  # the discard must stick although the upload fails
+            raise
         await session.commit()
 
 

@@ -310,7 +310,7 @@ async def create(
         key = keys.state_version(ws.id, sv.id)
         info = await ctx.store.put_bytes(key, raw)
         try:
-            await _finalize(session, ctx, sv, ws, info, _one_chunk(raw))
+            await _finalize(session, ctx, sv, ws, info, await summarize(_one_chunk(raw)))
         except Invalid:
             await ctx.store.delete(key)  # the transaction rolls back; leave no orphan
             raise
@@ -377,10 +377,9 @@ async def _finalize(
     sv: StateVersion,
     ws: Workspace,
     info: ObjectInfo,
-    content: AsyncIterator[bytes],
+    summary: StateSummary,
 ) -> None:
-    """Verify the stored content, record its summary and make it current."""
-    summary: StateSummary = await summarize(content)
+    """Check the content's summary against the declaration, record it and make it current."""
     if summary.serial != sv.serial:
         raise Invalid(f"the state's serial {summary.serial} differs from the declared {sv.serial}")
     if sv.lineage and summary.lineage and sv.lineage != summary.lineage:
@@ -453,10 +452,32 @@ async def _superseded(session: AsyncSession, sv: StateVersion, ws: Workspace) ->
     return created is not None and created > sv.created_at
 
 
+async def summarize_upload(ctx: StateContext, key: str) -> StateSummary | Invalid:
+    """Read an uploaded state object once, streaming, before any database lock is taken
+    (a large state takes seconds to parse; on SQLite a write transaction would stall every
+    other writer meanwhile). Returns the problem instead of raising: whether a bad upload
+    is refused depends on the version it was sent for."""
+    parsed = parse_key(key)
+    if parsed is None or parsed[2]:
+        return Invalid("not a state file upload")
+    stream = await ctx.store.open(key)
+    try:
+        return await summarize(stream.__aiter__())
+    except Invalid as exc:
+        return exc
+    finally:
+        await stream.aclose()
+
+
 async def content_uploaded(
-    session: AsyncSession, ctx: StateContext, key: str, info: ObjectInfo
+    session: AsyncSession,
+    ctx: StateContext,
+    key: str,
+    info: ObjectInfo,
+    summary: StateSummary | Invalid | None = None,
 ) -> StateVersion:
-    """Finish a version whose content arrived through its signed upload URL."""
+    """Finish a version whose content arrived through its signed upload URL. ``summary`` is
+    :func:`summarize_upload`'s result for state files (read now when not given)."""
     parsed = parse_key(key)
     if parsed is None:
         raise NotFound("not a state object")
@@ -482,14 +503,15 @@ async def content_uploaded(
     if info.md5 != sv.md5:
         await ctx.store.delete(key)
         raise Invalid(f"uploaded state has md5 {info.md5}, the state version declared {sv.md5}")
-    stream = await ctx.store.open(key)
+    if summary is None:
+        summary = await summarize_upload(ctx, key)
     try:
-        await _finalize(session, ctx, sv, ws, info, stream.__aiter__())
+        if isinstance(summary, Invalid):
+            raise summary
+        await _finalize(session, ctx, sv, ws, info, summary)
     except Invalid:
         await ctx.store.delete(key)
         raise
-    finally:
-        await stream.aclose()
     return sv
 
 

@@ -25,7 +25,7 @@ from terrapod.jsonapi.models import (
 )
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
-from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list
+from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list, read_json
 from terrapod.organizations import service as organizations
 from terrapod.organizations.models import Organization
 from terrapod.workspaces import service
@@ -37,6 +37,7 @@ from terrapod.workspaces.schemas import (
     WorkspaceDocument,
     WorkspaceList,
     domain_values,
+    lock_reason,
     serialize,
 )
 from terrapod.workspaces.service import ListFilter, WorkspaceView
@@ -282,10 +283,7 @@ async def lock_workspace(
 ) -> Response:
     reason = None
     if request.headers.get("content-length") not in (None, "0"):
-        # terraform sends {"data":{"type":"","attributes":{"reason":…}}}; go-tfe also sends
-        # {"reason": …} at the top level on older versions.
-        body = await parse_resource(request, LockAttributes)
-        reason = body.attributes.reason
+        reason = lock_reason(await read_json(request))
     ws, org = await service.get(session, principal, workspace_id)
     ws = await service.lock(session, principal, ws, org, reason)
     return _one(await service.view(session, ws, org), principal)

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic.config import JsonDict
 
 from terrapod.access.principal import Principal
+from terrapod.errors import BadRequest, Invalid
 from terrapod.jsonapi.documents import Resource, iso, ref, resource
 from terrapod.jsonapi.models import (
     LinksOnlyRelationship,
@@ -23,7 +24,7 @@ from terrapod.jsonapi.models import (
     single,
     to_one,
 )
-from terrapod.jsonapi.parsing import Attributes
+from terrapod.jsonapi.parsing import Attributes, reject_nul, validate_attributes
 from terrapod.workspaces.service import WorkspaceView, permissions_for
 
 # service.py's checks, for the OpenAPI schema only (the service enforces them).
@@ -311,3 +312,21 @@ def serialize(view: WorkspaceView, principal: Principal) -> Resource:
             "self-html": f"/app/{org.name}/workspaces/{ws.name}",
         },
     )
+
+
+def lock_reason(body: Any) -> str | None:
+    """The reason of a lock request, from either body shape clients send: terraform's
+    ``{"data": {"type": "", "attributes": {"reason": …}}}`` or the bare ``{"reason": …}`` of
+    pytfe and older go-tfe."""
+    if not isinstance(body, dict):
+        raise BadRequest("the lock body must be a JSON object", pointer="")
+    if "data" in body:
+        data = body["data"]
+        if not isinstance(data, dict):
+            raise BadRequest("data must be an object", pointer="/data")
+        return validate_attributes(LockAttributes, data.get("attributes")).reason
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise Invalid("reason must be a string", pointer="/reason")
+    reject_nul(reason, "/reason")
+    return reason
