@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import http.client
 import json
 import os
 import re
@@ -38,14 +37,23 @@ import sys
 import tempfile
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+# benchmarks/ is sys.path[0] when this file is run as a script.
+from _harness import (
+    ScratchPostgres,
+    Server,
+    cpu_seconds,
+    loadavg,
+    peak_rss_mib,
+    rss_mib,
+    start_server,
+)
 
 TARGET_P99_MS = 20.0
 TARGET_CLIENTS = 50
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -66,37 +74,6 @@ SCENARIOS = [
 # --------------------------------------------------------------------------------------------
 # process accounting (/proc)
 # --------------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """utime + stime of a process (all its threads), or of one thread ``tid``, in seconds."""
-    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
-    with open(path, "rb") as f:
-        raw = f.read()
-    # The command name is in parentheses and may contain spaces: split after the last ')'.
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def postgres_cpu() -> dict[int, float]:
@@ -482,142 +459,8 @@ def run_wrk(
 # --------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    log_path: Path
-    ssl_ctx: ssl.SSLContext | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.ssl_ctx else "http"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully on SIGINT/SIGTERM
-        try:
-            self.proc.wait(timeout=35)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def start_server(
-    data_dir: Path,
-    token: str,
-    *,
-    tls: bool,
-    database_url: str | None,
-    serve_args: list[str],
-    exe: Path | None = None,
-    log_level: str = "warning",
-    extra_env: dict[str, str] | None = None,
-) -> Server:
-    port = free_port()
-    exe = exe or Path(sys.executable).parent / "terrapod"
-    cmd = [
-        str(exe),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-    ]
-    if tls:
-        cmd.append("--dev-tls")
-    cmd += serve_args
-    env = dict(os.environ)
-    for key in [k for k in env if k.startswith("TERRAPOD_")]:
-        del env[key]
-    env["TERRAPOD_ADMIN_TOKEN"] = token
-    env["TERRAPOD_LOG_LEVEL"] = log_level
-    if database_url:
-        env["TERRAPOD_DATABASE__URL"] = database_url
-    env.update(extra_env or {})
-    log_path = data_dir.parent / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed when the process is gone
-    # A session of its own: Ctrl-C in the terminal reaches only this script, which then stops
-    # the server in its ``finally``.
-    proc = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    server = Server(proc, port, data_dir, log_path, extra={"command": cmd})
-    try:
-        wait_healthy(server, tls=tls, timeout=90)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def wait_healthy(server: Server, *, tls: bool, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last: str = "no answer yet"
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(
-                f"terrapod serve exited with {server.proc.returncode}:\n{server.log_tail()}"
-            )
-        if tls and server.ssl_ctx is None:
-            ca = server.data_dir / "tls" / "ca.pem"
-            if ca.exists():
-                server.ssl_ctx = ssl.create_default_context(cafile=str(ca))
-            else:
-                time.sleep(0.1)
-                continue
-        try:
-            if tls:
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    "127.0.0.1", server.port, timeout=2, context=server.ssl_ctx
-                )
-            else:
-                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
-            conn.request("GET", "/health")
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            if resp.status == 200:
-                return
-            last = f"HTTP {resp.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"/health did not answer 200 within {timeout:.0f}s ({last}):\n{server.log_tail()}"
-    )
-
-
 def probe(server: Server, path: str, token: str | None) -> tuple[int, dict[str, str], bytes]:
-    if server.ssl_ctx is not None:
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            "127.0.0.1", server.port, timeout=10, context=server.ssl_ctx
-        )
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn = server.connection(timeout=10)
     headers = {"Accept": "application/vnd.api+json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -626,45 +469,6 @@ def probe(server: Server, path: str, token: str | None) -> tuple[int, dict[str, 
     body = resp.read()
     conn.close()
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-
-
-# --------------------------------------------------------------------------------------------
-# PostgreSQL scratch database
-# --------------------------------------------------------------------------------------------
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
-
-
-def _asyncpg_url(url: str) -> str:
-    scheme, rest = url.split(":", 1)
-    return ("postgresql" if scheme.startswith("postgres") else scheme) + ":" + rest
-
-
-async def create_scratch_database(server_url: str) -> tuple[str, str]:
-    import asyncpg
-
-    name = f"terrapod_bench_{secrets.token_hex(4)}"
-    maintenance = urlsplit(server_url).path.lstrip("/") or "postgres"
-    conn = await asyncpg.connect(_asyncpg_url(_with_database(server_url, maintenance)))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, _with_database(_asyncpg_url(server_url), name)
-
-
-async def drop_scratch_database(server_url: str, name: str) -> None:
-    import asyncpg
-
-    maintenance = urlsplit(server_url).path.lstrip("/") or "postgres"
-    conn = await asyncpg.connect(_asyncpg_url(_with_database(server_url, maintenance)))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -886,30 +690,33 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="terrapod-bench-"))
     data_dir = workdir / "data"
     loop = new_event_loop()
-    scratch: str | None = None
-    database_url: str | None = None
+    scratch: ScratchPostgres | None = None
     server: Server | None = None
     report: dict[str, Any] = {"config": {}, "raw": {}, "wrk": {}}
     try:
         if args.database_url:
-            scratch, database_url = loop.run_until_complete(
-                create_scratch_database(args.database_url)
-            )
+            pg = ScratchPostgres(args.database_url)
+            pg.create()
+            scratch = pg
         t_start = time.monotonic()
         server = start_server(
             data_dir,
             token,
+            database=scratch,
             tls=args.tls,
-            database_url=database_url,
             serve_args=args.serve_arg,
             exe=args.exe,
             log_level=args.log_level,
             extra_env=dict(e.split("=", 1) for e in args.env),
+            log_path=workdir / "server.log",
+            # A session of its own: Ctrl-C in the terminal reaches only this script, which
+            # then stops the server in its ``finally``.
+            new_session=True,
         )
         startup = time.monotonic() - t_start
-        pid = server.proc.pid
-        db_label = f"PostgreSQL ({scratch})" if scratch else "SQLite (embedded)"
-        cmd = " ".join(server.extra["command"])
+        pid = server.pid
+        db_label = f"PostgreSQL ({scratch.name})" if scratch else "SQLite (embedded)"
+        cmd = " ".join(server.command)
         print(f"server:   {cmd}" + "".join(f" [{e}]" for e in args.env))
         print(
             f"          pid {pid}, {db_label}, {server.scheme}, ready in {startup:.1f}s, "
@@ -1025,9 +832,9 @@ def main(argv: list[str] | None = None) -> int:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         if server is not None:
             server.stop()
-        if scratch and args.database_url:
+        if scratch is not None:
             with contextlib.suppress(Exception):
-                loop.run_until_complete(drop_scratch_database(args.database_url, scratch))
+                scratch.drop()
         loop.close()
         if args.keep_data:
             print(f"data kept in {workdir}")

@@ -29,28 +29,21 @@ It also times Terraform 1.0's path (the whole state base64-encoded inside the PO
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass
 
 import httpx
+
+# benchmarks/ is sys.path[0] when this file is run as a script.
+from _harness import cpu_seconds, loadavg, proc_status, table, terrapod_server
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -58,29 +51,8 @@ UPLOAD_PIECE = 256 * 1024  # what the body generator yields per write
 JSONAPI = "application/vnd.api+json"
 
 # --------------------------------------------------------------------------------------------
-# the server under test
+# the server's memory
 # --------------------------------------------------------------------------------------------
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (kB) of a process."""
-    out: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(rest.split()[0])
-    return out
 
 
 def reset_peak(pid: int) -> bool:
@@ -91,108 +63,6 @@ def reset_peak(pid: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class ScratchPostgres:
-    """CREATE DATABASE terrapod_bench_<hex> on the server named by ``url``; DROP it after."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise SystemExit("--database-url must be postgresql://user@host:port[/db]")
-        self.admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-        self.name = f"terrapod_bench_{secrets.token_hex(4)}"
-        self.url = urlunsplit(("postgresql", parts.netloc, "/" + self.name, "", ""))
-
-    async def _exec(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def create(self) -> None:
-        asyncio.run(self._exec(f'CREATE DATABASE "{self.name}"'))
-
-    def drop(self) -> None:
-        asyncio.run(self._exec(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-
-
-@dataclass
-class Server:
-    base: str
-    token: str
-    pid: int
-    data_dir: Path
-    database: str
-    proc: subprocess.Popen[bytes] = field(repr=False)
-    log_path: Path = field(repr=False)
-
-
-@contextlib.contextmanager
-def terrapod_server(database_url: str | None, keep: bool = False) -> Iterator[Server]:
-    """A ``terrapod serve`` subprocess on a free loopback port, stopped on exit."""
-    data_dir = Path(tempfile.mkdtemp(prefix="terrapod-bench-"))
-    scratch = ScratchPostgres(database_url) if database_url else None
-    if scratch:
-        scratch.create()
-    token = secrets.token_urlsafe(36)  # 48 characters
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TERRAPOD_")}
-    env.update(TERRAPOD_ADMIN_TOKEN=token, TERRAPOD_LOG_LEVEL="warning")
-    if scratch:
-        env["TERRAPOD_DATABASE__URL"] = scratch.url
-    exe = Path(sys.executable).parent / "terrapod"
-    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--data-dir", str(data_dir)]
-    log_path = data_dir / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"terrapod serve exited early:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("terrapod serve did not become healthy in 120 s")
-            time.sleep(0.1)
-        yield Server(
-            base=base,
-            token=token,
-            pid=proc.pid,
-            data_dir=data_dir,
-            database=f"PostgreSQL ({scratch.name})" if scratch else "SQLite",
-            proc=proc,
-            log_path=log_path,
-        )
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        if scratch:
-            scratch.drop()
-        if not keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,14 +321,6 @@ def mib(kb: int) -> str:
     return f"{kb / 1024:.0f}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
-
-
 def run(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     legacy_sizes = [int(s) for s in args.legacy_sizes.split(",") if s]
@@ -468,7 +330,7 @@ def run(args: argparse.Namespace) -> None:
         for s in sorted(set(sizes + legacy_sizes))
     }
     with terrapod_server(args.database_url, keep=args.keep) as server:
-        print(f"server: {server.base} pid {server.pid}, {server.database}, data {server.data_dir}")
+        print(f"server: {server.base} pid {server.pid}, {server.label}, data {server.data_dir}")
         print(f"load average at start: {loadavg()} ({os.cpu_count()} cores)")
         start = proc_status(server.pid)
         print(f"server RSS after start: {mib(start['VmRSS'])} MiB (peak {mib(start['VmHWM'])})\n")
@@ -560,7 +422,7 @@ def run(args: argparse.Namespace) -> None:
 
         print()
         print(
-            f"== Terraform 1.15 path ({server.database}; median of {args.repeat}; "
+            f"== Terraform 1.15 path ({server.label}; median of {args.repeat}; "
             f"MB = 10^6 B; memory in MiB) =="
         )
         print(
@@ -603,7 +465,7 @@ def run(args: argparse.Namespace) -> None:
         )
         if legacy_rows:
             print()
-            print(f"== Terraform 1.0 path: base64 state inline in POST ({server.database}) ==")
+            print(f"== Terraform 1.0 path: base64 state inline in POST ({server.label}) ==")
             print(
                 table(
                     [

@@ -38,52 +38,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import os
 import random
 import re
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 
+# benchmarks/ is sys.path[0] when this file is run as a script.
+from _harness import Server, cpu_seconds, loadavg, rss_mib, table, terrapod_server
+
 PAGE_SIZE = 20
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 LIST = "/api/v2/organizations/default/workspaces"
 
 # --------------------------------------------------------------------------------------------
-# the server under test
+# CPU accounting (/proc)
 # --------------------------------------------------------------------------------------------
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def box_cpu() -> tuple[float, float]:
@@ -117,119 +98,6 @@ def db_backend_cpu(db_name: str | None) -> dict[int, float]:
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system
-
-
-def rss_mib(pid: int, key: str = "VmRSS") -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class ScratchPostgres:
-    """CREATE DATABASE terrapod_bench_<hex> on the server named by ``url``; DROP it after."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise SystemExit("--database-url must be postgresql://user@host:port[/db]")
-        self.admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-        self.name = f"terrapod_bench_{secrets.token_hex(4)}"
-        self.url = urlunsplit(("postgresql", parts.netloc, "/" + self.name, "", ""))
-
-    async def _exec(self, sql: str) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def create(self) -> None:
-        asyncio.run(self._exec(f'CREATE DATABASE "{self.name}"'))
-
-    def drop(self) -> None:
-        asyncio.run(self._exec(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-
-
-@dataclass
-class Server:
-    host: str
-    port: int
-    token: str
-    pid: int
-    data_dir: Path
-    database_url: str | None  # None: SQLite in data_dir
-    label: str
-    db_name: str | None  # the scratch PostgreSQL database
-    log_path: Path = field(repr=False)
-
-    @property
-    def base(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-
-@contextlib.contextmanager
-def terrapod_server(
-    database_url: str | None, keep: bool = False, extra_env: dict[str, str] | None = None
-) -> Iterator[Server]:
-    """A ``terrapod serve`` subprocess on a free loopback port, stopped on exit."""
-    data_dir = Path(tempfile.mkdtemp(prefix="terrapod-bench-"))
-    scratch = ScratchPostgres(database_url) if database_url else None
-    if scratch:
-        scratch.create()
-    token = secrets.token_urlsafe(36)  # 48 characters
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TERRAPOD_")}
-    env.update(TERRAPOD_ADMIN_TOKEN=token, TERRAPOD_LOG_LEVEL="warning")
-    if scratch:
-        env["TERRAPOD_DATABASE__URL"] = scratch.url
-    env.update(extra_env or {})
-    exe = Path(sys.executable).parent / "terrapod"
-    cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--data-dir", str(data_dir)]
-    log_path = data_dir / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"terrapod serve exited early:\n{log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("terrapod serve did not become healthy in 120 s")
-            time.sleep(0.1)
-        yield Server(
-            host="127.0.0.1",
-            port=port,
-            token=token,
-            pid=proc.pid,
-            data_dir=data_dir,
-            database_url=scratch.url if scratch else None,
-            label=f"PostgreSQL ({scratch.name})" if scratch else "SQLite",
-            db_name=scratch.name if scratch else None,
-            log_path=log_path,
-        )
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        if scratch:
-            scratch.drop()
-        if not keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,14 +390,6 @@ def scenarios(count: int, ids: list[str], rng: random.Random) -> dict[str, list[
 
 def fmt(v: float, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(out)
 
 
 def result_row(r: Result, label: str | None = None) -> list[str]:
