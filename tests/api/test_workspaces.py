@@ -102,6 +102,16 @@ async def test_constraints_and_latest_are_valid_versions(admin: httpx.AsyncClien
         await create(admin, f"v{i}", **{"terraform-version": version})
 
 
+async def test_unsupported_tag_binding_filter_is_refused_not_ignored(
+    admin: httpx.AsyncClient,
+) -> None:
+    await create(admin, "one")
+    r = await admin.get(
+        WS, params={"filter[tagged][0][key]": "env", "filter[tagged][0][value]": "prod"}
+    )
+    assert r.status_code == 400 and "search[tags]" in r.json()["errors"][0]["detail"]
+
+
 async def test_list_filters_and_pagination(admin: httpx.AsyncClient) -> None:
     await create(admin, "prod-net", **{"tag-names": ["prod", "net"]})
     await create(admin, "prod-app", **{"tag-names": ["prod", "app"]})
@@ -207,6 +217,13 @@ async def test_member_writes_but_does_not_administer(
         assert (await c.delete(f"/api/v2/workspaces/{data['id']}")).status_code == 403
         created = await c.post(WS, json=ws_body(name="mine"))
         assert created.status_code == 201
+        # Its creator administers it (terraform PATCHes terraform-version right after).
+        mine = created.json()["data"]
+        assert mine["attributes"]["permissions"]["can-update"] is True
+        r = await c.patch(
+            f"/api/v2/workspaces/{mine['id']}", json=ws_body(**{"terraform-version": "1.15.5"})
+        )
+        assert r.status_code == 200
 
 
 async def test_other_organization_sees_404(app: FastAPI, admin: httpx.AsyncClient) -> None:

@@ -70,13 +70,24 @@ WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
 _LEVEL_BY_ROLE = {"owner": Level.ADMIN, "token": Level.ADMIN, "member": Level.WRITE}
 
 
-def workspace_level(principal: Principal, organization_id: str, workspace_id: str) -> Level:
-    """The principal's access level on one workspace."""
+def workspace_level(
+    principal: Principal,
+    organization_id: str,
+    workspace_id: str,
+    creator_id: str | None = None,
+) -> Level:
+    """The principal's access level on one workspace. Its creator administers it (seed 003:
+    "creator becomes owner"), so a member whose terraform creates a workspace can also set
+    its terraform-version, as the CLI does right after creating it."""
     if principal.workspace_id is not None:
         # A run token reaches its own workspace only, and only to read and write state.
         return Level.WRITE if principal.workspace_id == workspace_id else Level.NONE
     role = org_role(principal, organization_id)
-    return _LEVEL_BY_ROLE.get(role, Level.NONE) if role else Level.NONE
+    if not role:
+        return Level.NONE
+    if creator_id is not None and principal.user_id == creator_id:
+        return Level.ADMIN
+    return _LEVEL_BY_ROLE.get(role, Level.NONE)
 
 
 # What each organization role may do. Organization tokens act with the member set plus
@@ -121,11 +132,15 @@ _PHRASES = {
 
 
 def _workspace_verdict(
-    principal: Principal, action: Action, organization_id: str | None, workspace_id: str | None
+    principal: Principal,
+    action: Action,
+    organization_id: str | None,
+    workspace_id: str | None,
+    creator_id: str | None,
 ) -> bool | None:
     if organization_id is None or workspace_id is None:
         raise ValueError(f"{action} needs an organization and a workspace")
-    level = workspace_level(principal, organization_id, workspace_id)
+    level = workspace_level(principal, organization_id, workspace_id, creator_id)
     return None if level is Level.NONE else level >= WORKSPACE_ACTION_LEVEL[action]
 
 
@@ -135,10 +150,13 @@ def _verdict(
     organization_id: str | None,
     user_id: str | None,
     workspace_id: str | None,
+    workspace_creator: str | None = None,
 ) -> bool | None:
     """True: allowed. False: visible but forbidden (403). None: invisible (404)."""
     if action in WORKSPACE_ACTION_LEVEL:
-        return _workspace_verdict(principal, action, organization_id, workspace_id)
+        return _workspace_verdict(
+            principal, action, organization_id, workspace_id, workspace_creator
+        )
     if action is Action.WS_CREATE or action in _ORG_ACTIONS:
         if organization_id is None:
             raise ValueError(f"{action} needs an organization")
@@ -165,10 +183,11 @@ def authorize(
     organization_id: str | None = None,
     user_id: str | None = None,
     workspace_id: str | None = None,
+    workspace_creator: str | None = None,
     what: str = "resource",
 ) -> None:
     """Raise NotFound/Forbidden unless ``principal`` may do ``action``; return None otherwise."""
-    verdict = _verdict(principal, action, organization_id, user_id, workspace_id)
+    verdict = _verdict(principal, action, organization_id, user_id, workspace_id, workspace_creator)
     if what == "resource":
         what = action.value.split(":")[0]
     if verdict is None:

@@ -142,4 +142,5 @@ async def exchange_code(session: AsyncSession, tokens: TokenService, form: dict[
     issued = await tokens.create_user_token(
         session, SYSTEM, row.user_id, description="terraform login"
     )
+    issued.token.created_by_id = row.user_id  # the user created it, by signing in
     return issued.plaintext

@@ -39,7 +39,11 @@ class OrganizationAttributes(Attributes):
     )
     cost_estimation_enabled: bool | Omitted = None
     default_execution_mode: str | Omitted = Field(
-        default=None, json_schema_extra={"enum": ["remote", "local", "agent"]}
+        default=None,
+        json_schema_extra={
+            "enum": ["remote", "local", "agent"],
+            "description": "agent needs an agent pool (none exist yet: 422)",
+        },
     )
     allow_force_delete_workspaces: bool | Omitted = None
     assessments_enforced: bool | Omitted = None

@@ -20,7 +20,8 @@ from terrapod.organizations.models import Membership, Organization
 from terrapod.users.service import validate_email
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-EXECUTION_MODES = ("remote", "local", "agent")
+# "agent" joins once agent pools exist (the agents domain).
+EXECUTION_MODES = ("remote", "local")
 AUTH_POLICIES = ("password", "two_factor_mandatory")
 
 # The organization attributes a caller may set (domain names, not wire names).

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from terrapod.access.principal import Principal
 from terrapod.deps import PrincipalDep, SessionDep
-from terrapod.errors import Invalid
+from terrapod.errors import BadRequest, Invalid
 from terrapod.jsonapi.documents import document, no_content, resource
 from terrapod.jsonapi.models import (
     BODY_ERRORS,
@@ -124,6 +124,13 @@ async def list_workspaces(
         exclude_tags=_split_csv(q.get("search[exclude-tags]")),
         wildcard_name=q.get("search[wildcard-name]") or None,
     )
+    if any(key.startswith("filter[tagged]") for key in q):
+        # Key-value tag bindings are not built yet; ignoring the filter would list every
+        # workspace as a match (and select the wrong ones for a cloud {} block).
+        raise BadRequest(
+            "filter[tagged] (key-value tag bindings) is not supported yet; select workspaces "
+            "by tag names with search[tags]"
+        )
     org = await organizations.get_by_name(session, principal, org_name)
     rows, total = await service.list_in_org(
         session, principal, org, filters, offset=page.offset, limit=page.size

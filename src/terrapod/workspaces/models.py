@@ -61,6 +61,10 @@ class Workspace(Base, Timestamps):
     resource_cpu: Mapped[str | None] = mapped_column(String(32), nullable=True)
     resource_memory: Mapped[str | None] = mapped_column(String(32), nullable=True)
     agent_pool_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
+    # Who created it: that user administers it whatever their organization role.
+    created_by_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
 
     # The lock. Exactly one holder at a time: taking it is one conditional UPDATE.
     locked: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)

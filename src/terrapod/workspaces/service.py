@@ -197,7 +197,9 @@ async def create(
     fields.setdefault("execution_mode", org.default_execution_mode)
     if fields["execution_mode"] == "agent":
         fields["execution_mode"] = "remote"
-    workspace = Workspace(id=new_id("ws"), organization_id=org.id, **fields)
+    workspace = Workspace(
+        id=new_id("ws"), organization_id=org.id, created_by_id=principal.user_id, **fields
+    )
     session.add(workspace)
     await _flush(session, values["name"])
     await _set_tags(session, workspace.id, tag_list)
@@ -225,7 +227,12 @@ async def get(
         raise NotFound("workspace not found")
     workspace, org = found
     authorize(
-        principal, action, organization_id=org.id, workspace_id=workspace.id, what="workspace"
+        principal,
+        action,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+        what="workspace",
     )
     return workspace, org
 
@@ -247,7 +254,12 @@ async def get_by_name(
         raise NotFound("workspace not found")
     workspace, org = found
     authorize(
-        principal, action, organization_id=org.id, workspace_id=workspace.id, what="workspace"
+        principal,
+        action,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+        what="workspace",
     )
     return workspace, org
 
@@ -340,6 +352,7 @@ async def update(
         Action.WS_UPDATE,
         organization_id=org.id,
         workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
         what="workspace",
     )
     _validate(values)
@@ -369,7 +382,13 @@ async def add_tags(
     org: Organization,
     tags: Sequence[str],
 ) -> None:
-    authorize(principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id)
+    authorize(
+        principal,
+        Action.WS_UPDATE,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+    )
     current = (await tags_for(session, [workspace.id]))[workspace.id]
     await _set_tags(session, workspace.id, validate_tags([*current, *tags]))
 
@@ -381,7 +400,13 @@ async def remove_tags(
     org: Organization,
     tags: Sequence[str],
 ) -> None:
-    authorize(principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id)
+    authorize(
+        principal,
+        Action.WS_UPDATE,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+    )
     if tags:
         await session.execute(
             delete(WorkspaceTag).where(
@@ -404,6 +429,7 @@ async def delete_workspace(
         Action.WS_DELETE,
         organization_id=org.id,
         workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
         what="workspace",
     )
     if safe and workspace.resource_count > 0:
@@ -449,7 +475,13 @@ async def lock(
     org: Organization,
     reason: str | None,
 ) -> Workspace:
-    authorize(principal, Action.WS_LOCK, organization_id=org.id, workspace_id=workspace.id)
+    authorize(
+        principal,
+        Action.WS_LOCK,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+    )
     kind, holder = holder_of(principal)
     result = await session.execute(
         sql_update(Workspace)
@@ -482,6 +514,7 @@ async def unlock(
         Action.WS_FORCE_UNLOCK if force else Action.WS_LOCK,
         organization_id=org.id,
         workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
     )
     conditions = [Workspace.id == workspace.id, Workspace.locked.is_(True)]
     if not force:
@@ -548,7 +581,13 @@ async def list_consumers(
     offset: int,
     limit: int,
 ) -> tuple[Sequence[Workspace], int]:
-    authorize(principal, Action.WS_READ, organization_id=org.id, workspace_id=workspace.id)
+    authorize(
+        principal,
+        Action.WS_READ,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+    )
     where = RemoteStateConsumer.workspace_id == workspace.id
     total = (
         await session.execute(select(func.count()).select_from(RemoteStateConsumer).where(where))
@@ -580,7 +619,13 @@ async def change_consumers(
     mode: str,
 ) -> None:
     """``mode`` is add, remove or replace (POST, DELETE, PATCH on the relationship)."""
-    authorize(principal, Action.WS_UPDATE, organization_id=org.id, workspace_id=workspace.id)
+    authorize(
+        principal,
+        Action.WS_UPDATE,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+    )
     ids = list(dict.fromkeys(consumer_ids))
     if ids:
         found = set(
@@ -631,7 +676,11 @@ async def may_read_state(
     shares it (globally or with the run's workspace); people need read access."""
     if principal.workspace_id is None:
         return can(
-            principal, Action.WS_READ_STATE, organization_id=org.id, workspace_id=workspace.id
+            principal,
+            Action.WS_READ_STATE,
+            organization_id=org.id,
+            workspace_id=workspace.id,
+            workspace_creator=workspace.created_by_id,
         )
     if principal.workspace_id == workspace.id:
         return True
@@ -648,7 +697,11 @@ def permissions_for(
     principal: Principal, workspace: Workspace, org: Organization
 ) -> dict[str, bool]:
     """The ``permissions`` block: the CLI crashes on a null one (CLIENT_FACTS.md)."""
-    scope = {"organization_id": org.id, "workspace_id": workspace.id}
+    scope = {
+        "organization_id": org.id,
+        "workspace_id": workspace.id,
+        "workspace_creator": workspace.created_by_id,
+    }
     read = can(principal, Action.WS_READ, **scope)
     plan = can(principal, Action.WS_QUEUE_RUN, **scope)
     write = can(principal, Action.WS_LOCK, **scope)
