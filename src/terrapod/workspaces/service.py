@@ -78,6 +78,20 @@ NOT_NULL = {
 }
 
 
+def _authorize(
+    principal: Principal, action: Action, workspace: Workspace, org: Organization
+) -> None:
+    """``action`` on this workspace (its creator counts as its administrator)."""
+    authorize(
+        principal,
+        action,
+        organization_id=org.id,
+        workspace_id=workspace.id,
+        workspace_creator=workspace.created_by_id,
+        what="workspace",
+    )
+
+
 def _pointer(attribute: str) -> str:
     return "/data/attributes/" + attribute.replace("_", "-")
 
@@ -226,14 +240,7 @@ async def get(
     if found is None:
         raise NotFound("workspace not found")
     workspace, org = found
-    authorize(
-        principal,
-        action,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-        what="workspace",
-    )
+    _authorize(principal, action, workspace, org)
     return workspace, org
 
 
@@ -253,14 +260,7 @@ async def get_by_name(
     if found is None:
         raise NotFound("workspace not found")
     workspace, org = found
-    authorize(
-        principal,
-        action,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-        what="workspace",
-    )
+    _authorize(principal, action, workspace, org)
     return workspace, org
 
 
@@ -347,14 +347,7 @@ async def update(
     *,
     tags: Sequence[str] | None = None,
 ) -> Workspace:
-    authorize(
-        principal,
-        Action.WS_UPDATE,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-        what="workspace",
-    )
+    _authorize(principal, Action.WS_UPDATE, workspace, org)
     _validate(values)
     if "name" in values and values["name"].lower() != workspace.name.lower():
         await _ensure_name_free(session, org.id, values["name"])
@@ -382,13 +375,7 @@ async def add_tags(
     org: Organization,
     tags: Sequence[str],
 ) -> None:
-    authorize(
-        principal,
-        Action.WS_UPDATE,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_UPDATE, workspace, org)
     current = (await tags_for(session, [workspace.id]))[workspace.id]
     await _set_tags(session, workspace.id, validate_tags([*current, *tags]))
 
@@ -400,13 +387,7 @@ async def remove_tags(
     org: Organization,
     tags: Sequence[str],
 ) -> None:
-    authorize(
-        principal,
-        Action.WS_UPDATE,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_UPDATE, workspace, org)
     if tags:
         await session.execute(
             delete(WorkspaceTag).where(
@@ -424,14 +405,7 @@ async def delete_workspace(
     safe: bool,
 ) -> None:
     """Delete the workspace. ``safe`` refuses while its state still manages resources."""
-    authorize(
-        principal,
-        Action.WS_DELETE,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-        what="workspace",
-    )
+    _authorize(principal, Action.WS_DELETE, workspace, org)
     if safe and workspace.resource_count > 0:
         raise Conflict(
             f"workspace {workspace.name} still manages {workspace.resource_count} resources; "
@@ -475,13 +449,7 @@ async def lock(
     org: Organization,
     reason: str | None,
 ) -> Workspace:
-    authorize(
-        principal,
-        Action.WS_LOCK,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_LOCK, workspace, org)
     kind, holder = holder_of(principal)
     result = await session.execute(
         sql_update(Workspace)
@@ -509,13 +477,7 @@ async def unlock(
     *,
     force: bool = False,
 ) -> Workspace:
-    authorize(
-        principal,
-        Action.WS_FORCE_UNLOCK if force else Action.WS_LOCK,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_FORCE_UNLOCK if force else Action.WS_LOCK, workspace, org)
     conditions = [Workspace.id == workspace.id, Workspace.locked.is_(True)]
     if not force:
         kind, holder = holder_of(principal)
@@ -581,13 +543,7 @@ async def list_consumers(
     offset: int,
     limit: int,
 ) -> tuple[Sequence[Workspace], int]:
-    authorize(
-        principal,
-        Action.WS_READ,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_READ, workspace, org)
     where = RemoteStateConsumer.workspace_id == workspace.id
     total = (
         await session.execute(select(func.count()).select_from(RemoteStateConsumer).where(where))
@@ -619,13 +575,7 @@ async def change_consumers(
     mode: str,
 ) -> None:
     """``mode`` is add, remove or replace (POST, DELETE, PATCH on the relationship)."""
-    authorize(
-        principal,
-        Action.WS_UPDATE,
-        organization_id=org.id,
-        workspace_id=workspace.id,
-        workspace_creator=workspace.created_by_id,
-    )
+    _authorize(principal, Action.WS_UPDATE, workspace, org)
     ids = list(dict.fromkeys(consumer_ids))
     if ids:
         found = set(
