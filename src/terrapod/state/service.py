@@ -109,21 +109,28 @@ async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
 async def get(
     session: AsyncSession, principal: Principal, sv_id: str
 ) -> tuple[StateVersion, Workspace, Organization]:
-    row = None
-    if looks_like_id(sv_id, "sv"):
-        row = (
-            await session.execute(
-                select(StateVersion, Workspace, Organization)
-                .join(Workspace, Workspace.id == StateVersion.workspace_id)
-                .join(Organization, Organization.id == Workspace.organization_id)
-                .where(StateVersion.id == sv_id)
-            )
-        ).first()
-    if row is None:
-        raise NotFound("state version not found")
-    sv, ws, org = row
-    await _authorize_read(session, principal, ws, org, "state version")
+    query = (
+        select(StateVersion, Workspace, Organization)
+        .join(Workspace, Workspace.id == StateVersion.workspace_id)
+        .join(Organization, Organization.id == Workspace.organization_id)
+        .where(StateVersion.id == sv_id)
+    )
+    sv, ws, org = await _load_readable(
+        session, principal, query, looks_like_id(sv_id, "sv"), "state version"
+    )
     return sv, ws, org
+
+
+async def _load_readable(
+    session: AsyncSession, principal: Principal, query: Any, well_formed: bool, what: str
+) -> Any:
+    """The row ``query`` selects (ending in its workspace and organization), once the
+    principal may read that workspace's state; NotFound otherwise, malformed ids included."""
+    row = (await session.execute(query)).first() if well_formed else None
+    if row is None:
+        raise NotFound(f"{what} not found")
+    await _authorize_read(session, principal, row[-2], row[-1], what)
+    return row
 
 
 async def _authorize_read(
@@ -197,21 +204,17 @@ async def outputs_of(
 async def get_output(
     session: AsyncSession, principal: Principal, output_id: str
 ) -> StateVersionOutput:
-    row = None
-    if looks_like_id(output_id, "wsout"):
-        row = (
-            await session.execute(
-                select(StateVersionOutput, Workspace, Organization)
-                .join(StateVersion, StateVersion.id == StateVersionOutput.state_version_id)
-                .join(Workspace, Workspace.id == StateVersion.workspace_id)
-                .join(Organization, Organization.id == Workspace.organization_id)
-                .where(StateVersionOutput.id == output_id)
-            )
-        ).first()
-    if row is None:
-        raise NotFound("state version output not found")
-    output, ws, org = row
-    await _authorize_read(session, principal, ws, org, "state version output")
+    query = (
+        select(StateVersionOutput, Workspace, Organization)
+        .join(StateVersion, StateVersion.id == StateVersionOutput.state_version_id)
+        .join(Workspace, Workspace.id == StateVersion.workspace_id)
+        .join(Organization, Organization.id == Workspace.organization_id)
+        .where(StateVersionOutput.id == output_id)
+    )
+    row = await _load_readable(
+        session, principal, query, looks_like_id(output_id, "wsout"), "state version output"
+    )
+    output: StateVersionOutput = row[0]
     return output
 
 
