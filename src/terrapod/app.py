@@ -24,6 +24,7 @@ from terrapod.auth.service import TokenService
 from terrapod.auth.tokens import PrincipalCache, UsageRecorder
 from terrapod.bootstrap import BootstrapResult, bootstrap
 from terrapod.config import Settings
+from terrapod.configversions import api as configversions_api
 from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
 from terrapod.db.hooks import Hooks
@@ -34,6 +35,7 @@ from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
 from terrapod.organizations import api as organizations_api
+from terrapod.runs import api as runs_api
 from terrapod.state import api as state_api
 from terrapod.state.service import StateContext, delete_objects_of_deleted_workspaces
 from terrapod.storage import ObjectStore, build_object_store
@@ -43,6 +45,7 @@ from terrapod.storage.signing import UrlSigner
 from terrapod.system import api as system_api
 from terrapod.system.api import DOCS_STATIC_DIR
 from terrapod.users import api as users_api
+from terrapod.variables import api as variables_api
 from terrapod.workspaces import api as workspaces_api
 
 log = get_logger("terrapod.app")
@@ -55,8 +58,11 @@ ROUTERS = (
     system_api.router,
     workspaces_api.router,
     state_api.router,
+    runs_api.router,
+    configversions_api.router,
     storage_api.router,
     organizations_api.router,
+    variables_api.router,
     users_api.router,
     auth_api.router,
     login_api.router,

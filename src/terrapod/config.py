@@ -80,6 +80,49 @@ class StorageSettings(BaseModel):
         return self
 
 
+class RunSettings(BaseModel):
+    """Runs and the built-in agent (docs/configuration.md, "Runs")."""
+
+    builtin_agent: bool = Field(
+        default=True, description="Run jobs on the agent inside `terrapod serve`"
+    )
+    agent_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Jobs the built-in agent runs at once"
+    )
+    job_timeout_seconds: int = Field(
+        default=3600, ge=10, le=7 * 24 * 3600, description="A plan or apply is stopped after this"
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="A running job whose agent has not been heard of for this long is failed",
+    )
+    force_cancel_cooloff_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Time after a cancel before force-cancel becomes available",
+    )
+    work_dir: Path | None = Field(
+        default=None, description="Where jobs get their working directories. Unset: <data_dir>/work"
+    )
+    list_rate_limit_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Run list requests per minute per token (TFE: 30); 0 turns the limit off",
+    )
+    max_configuration_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest configuration a tarball may unpack to",
+    )
+    engines: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Other Terraform versions the built-in agent may use: version -> binary",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TERRAPOD_",
@@ -109,6 +152,7 @@ class Settings(BaseSettings):
     default_organization: str = "default"
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
+    runs: RunSettings = RunSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -11,8 +11,12 @@ from fastapi import FastAPI
 
 from tests.api.conftest import admin, anon, app  # noqa: F401  (re-exported fixtures)
 from tests.factories import Actor, make_org, make_user
+from tests.quality import world_configversions, world_runs, world_variables
 from tests.quality.routes import Route
 from tests.statefiles import create_body, md5, state
+
+# Each domain adds what its routes need to the world in its own module.
+WORLD_PARTS = (world_variables, world_configversions, world_runs)
 
 
 @dataclass
@@ -114,6 +118,8 @@ async def world(app: FastAPI, admin: httpx.AsyncClient) -> World:  # noqa: F811
         "output_id": outputs[0]["id"],
         "md5": md5(b"pending"),
     }
+    for part in WORLD_PARTS:
+        values.update(await part.extend(app, admin, values))
     return World(app, admin, owner, member, other_member, outsider, values)
 
 

@@ -151,4 +151,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v2/state-versions/{sv_id}/download", "member"),
     Route("GET", "/api/v2/state-versions/{sv_id}/outputs", "member", is_list=True),
     Route("GET", "/api/v2/state-version-outputs/{output_id}", "member"),
+    # variables
+    # (end of variables)
+    # configuration versions
+    # (end of configuration versions)
+    # runs, plans, applies
+    # (end of runs)
 )

@@ -9,7 +9,7 @@ import pytest
 
 from tests.factories import Actor
 from tests.quality import gates
-from tests.quality.conftest import World, values_for
+from tests.quality.conftest import WORLD_PARTS, World, values_for
 from tests.quality.routes import ROUTES, Route
 
 TOKEN_ROUTES = [r for r in ROUTES if r.needs not in ("public", "signed")]
@@ -60,6 +60,8 @@ PLACEHOLDERS = {
     "output_id": "wsout-AAAAAAAAAAAAAAAA",
     "md5": "0" * 32,
 }
+for _part in WORLD_PARTS:
+    PLACEHOLDERS.update(_part.PLACEHOLDERS)
 
 
 @pytest.mark.parametrize("route", TOKEN_ROUTES, ids=rid)

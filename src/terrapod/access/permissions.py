@@ -35,6 +35,8 @@ class Action(StrEnum):
     WS_CREATE_STATE = "workspace:create-state"
     WS_QUEUE_RUN = "workspace:queue-run"
     WS_APPLY = "workspace:apply"
+    WS_UPDATE_VARIABLES = "workspace:update-variables"
+    WS_FORCE_CANCEL_RUN = "workspace:force-cancel-run"
     WS_UPDATE = "workspace:update"
     WS_DELETE = "workspace:delete"
     WS_FORCE_UNLOCK = "workspace:force-unlock"
@@ -59,6 +61,8 @@ WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
     Action.WS_LOCK: Level.WRITE,
     Action.WS_CREATE_STATE: Level.WRITE,
     Action.WS_APPLY: Level.WRITE,
+    Action.WS_UPDATE_VARIABLES: Level.WRITE,
+    Action.WS_FORCE_CANCEL_RUN: Level.ADMIN,
     Action.WS_UPDATE: Level.ADMIN,
     Action.WS_DELETE: Level.ADMIN,
     Action.WS_FORCE_UNLOCK: Level.ADMIN,
@@ -128,6 +132,8 @@ _PHRASES = {
     Action.WS_CREATE_STATE: "write the state of",
     Action.WS_QUEUE_RUN: "queue runs in",
     Action.WS_APPLY: "apply runs in",
+    Action.WS_UPDATE_VARIABLES: "change the variables of",
+    Action.WS_FORCE_CANCEL_RUN: "force-cancel runs in",
 }
 
 

@@ -1,9 +1,21 @@
 """Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from terrapod.auth import models as auth_models
+from terrapod.configversions import models as configversion_models
 from terrapod.organizations import models as organization_models
+from terrapod.runs import models as run_models
 from terrapod.state import models as state_models
 from terrapod.users import models as user_models
+from terrapod.variables import models as variable_models
 from terrapod.workspaces import models as workspace_models
 
-__all__ = ["auth_models", "organization_models", "state_models", "user_models", "workspace_models"]
+__all__ = [
+    "auth_models",
+    "configversion_models",
+    "organization_models",
+    "run_models",
+    "state_models",
+    "user_models",
+    "variable_models",
+    "workspace_models",
+]

@@ -14,6 +14,9 @@ Layout::
     configuration-versions/<cv-id>.tar.gz                 configuration tarball
     runs/<run-id>/plan.log                                plan log
     runs/<run-id>/apply.log                               apply log
+    runs/<run-id>/plan.tfplan                             binary plan (for the apply phase)
+    runs/<run-id>/plan.json                               JSON plan (terraform show -json)
+    runs/<run-id>/plan-redacted.json                      JSON plan the CLI renders
 
 A new kind of object gets a named builder here, with a docstring saying what it holds.
 No key may be a "directory" prefix of another (``a/b`` and ``a/b/c``): the filesystem
@@ -142,3 +145,19 @@ def plan_log(run_id: str) -> str:
 def apply_log(run_id: str) -> str:
     """Apply-phase log of a run, framed like :func:`plan_log`."""
     return key("runs", _id(run_id, "run-"), "apply.log")
+
+
+def plan_file(run_id: str) -> str:
+    """Binary plan file the plan phase wrote and the apply phase applies."""
+    return key("runs", _id(run_id, "run-"), "plan.tfplan")
+
+
+def plan_json(run_id: str) -> str:
+    """JSON plan (``terraform show -json``), sensitive variable values removed."""
+    return key("runs", _id(run_id, "run-"), "plan.json")
+
+
+def plan_json_redacted(run_id: str) -> str:
+    """Redacted JSON plan with provider schemas: what ``json-output-redacted`` serves and the
+    terraform CLI renders."""
+    return key("runs", _id(run_id, "run-"), "plan-redacted.json")

@@ -76,6 +76,10 @@ class Workspace(Base, Timestamps):
     current_state_version_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
     resource_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     latest_change_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The run holding (or that last held) the workspace, and the newest run (the runs domain
+    # sets both; this domain only shows them).
+    current_run_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
+    latest_run_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
 
 
 class WorkspaceTag(Base):
