@@ -29,6 +29,9 @@ def migrated_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
             admin_token=ADMIN_TOKEN,
             log_format="console",
             log_level="warning",
+            # The API tier drives jobs through the agent protocol itself (tests/runs_support.py);
+            # real execution is proven end to end against a real server (tests/e2e).
+            runs={"builtin_agent": False},
         )
         upgrade(settings)
         yield settings

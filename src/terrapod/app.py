@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator
-from typing import TextIO
+from datetime import timedelta
+from typing import Any, TextIO
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +21,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from terrapod import __version__
+from terrapod.agent.local import LocalTransport
+from terrapod.agent.loop import Agent
 from terrapod.auth import api as auth_api
 from terrapod.auth import login_api
 from terrapod.auth.service import TokenService
@@ -25,17 +30,22 @@ from terrapod.auth.tokens import PrincipalCache, UsageRecorder
 from terrapod.bootstrap import BootstrapResult, bootstrap
 from terrapod.config import Settings
 from terrapod.configversions import api as configversions_api
+from terrapod.configversions import service as configversions
 from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
 from terrapod.db.hooks import Hooks
 from terrapod.errors import DomainError
+from terrapod.events.bus import EventBus
 from terrapod.jsonapi.errors import domain_error_response, error_response
 from terrapod.keys import derive_key, load_master_secret
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
 from terrapod.organizations import api as organizations_api
+from terrapod.runner.engines import EngineResolver
 from terrapod.runs import api as runs_api
+from terrapod.runs.machine import FINAL as FINAL_STATUSES
+from terrapod.scheduler.runs import RunHousekeeping
 from terrapod.state import api as state_api
 from terrapod.state.service import StateContext, delete_objects_of_deleted_workspaces
 from terrapod.storage import ObjectStore, build_object_store
@@ -66,6 +76,7 @@ ROUTERS = (
     users_api.router,
     auth_api.router,
     login_api.router,
+    runs_api.logs_router,
 )
 
 
@@ -75,24 +86,74 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     app.state.engine = engine
     app.state.object_store = build_object_store(settings)
-    app.state.sessionmaker = create_sessionmaker(engine, wire_hooks(app.state.object_store))
+    app.state.events = EventBus()
+    app.state.sessionmaker = create_sessionmaker(
+        engine, wire_hooks(app.state.object_store), events=app.state.events
+    )
     app.state.state_ctx = StateContext(app.state.object_store, app.state.secret_box)
     result = await bootstrap(settings, app.state.sessionmaker, app.state.tokens)
     if result.generated_token:
         announce_admin_token(result)
     if app.state.tune_gc:
         tune_garbage_collector()
-    flusher = asyncio.create_task(_flush_token_usage_forever(app))
+    background = [asyncio.create_task(_flush_token_usage_forever(app))]
+    background += start_run_machinery(app)
     log.info("started", version=__version__, database=engine.dialect.name)
     try:
         yield
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        agent: Agent | None = app.state.agent
+        if agent is not None:
+            await agent.stop()
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await app.state.housekeeping.close()
         await _flush_token_usage(app)
         await app.state.object_store.close()
         await engine.dispose()
+
+
+def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
+    """Run housekeeping and, unless turned off, the built-in agent; both hear the bus."""
+    settings: Settings = app.state.settings
+    bus: EventBus = app.state.events
+    housekeeping = RunHousekeeping(
+        app.state.sessionmaker,
+        app.state.object_store,
+        heartbeat_timeout=timedelta(seconds=settings.runs.heartbeat_timeout_seconds),
+    )
+    app.state.housekeeping = housekeeping
+    bus.subscribe("logs", housekeeping.on_log_closed)
+    tasks = [asyncio.create_task(housekeeping.run_forever(), name="run housekeeping")]
+    app.state.agent = None
+    if settings.runs.builtin_agent:
+        transport = LocalTransport(
+            app.state.sessionmaker, app.state.object_store, app.state.secret_box, settings
+        )
+        agent = Agent(
+            transport,
+            agent_id=f"builtin-{socket.gethostname()}-{os.getpid()}",
+            concurrency=settings.runs.agent_concurrency,
+            workdir_root=settings.runs.work_dir or settings.data_dir / "work",
+            engines=EngineResolver(settings.runs.engines),
+        )
+        app.state.agent = agent
+
+        def on_jobs(payload: dict[str, Any]) -> None:
+            if payload.get("cancel"):
+                agent.signal(str(payload["run_id"]), str(payload["cancel"]))
+            agent.wake()
+
+        def on_run(payload: dict[str, Any]) -> None:
+            if payload.get("status") in FINAL_STATUSES:
+                agent.forget_run(str(payload["run_id"]))
+
+        bus.subscribe("jobs", on_jobs)
+        bus.subscribe("run", on_run)
+        tasks.append(asyncio.create_task(agent.run_forever(), name="built-in agent"))
+    return tasks
 
 
 def tune_garbage_collector() -> None:
@@ -109,6 +170,9 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     """The one place higher domains hook into lower ones (STYLE.md 6)."""
     hooks = Hooks()
     on_workspace, on_organization = delete_objects_of_deleted_workspaces(store)
+    hooks.workspace_deleting.append(on_workspace)
+    hooks.organization_deleting.append(on_organization)
+    on_workspace, on_organization = configversions.delete_tarballs_of_deleted_workspaces(store)
     hooks.workspace_deleting.append(on_workspace)
     hooks.organization_deleting.append(on_organization)
     return hooks
@@ -209,7 +273,12 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> FastAPI:
     app.state.secret_box = SecretBox(derive_key(master, "secrets-at-rest"))
     app.state.login_key = derive_key(master, "terraform-login-form")
     app.state.upload_handlers = [
-        UploadHandler(state_api.UPLOAD_PREFIX, state_api.upload_hook, state_api.upload_guard)
+        UploadHandler(state_api.UPLOAD_PREFIX, state_api.upload_hook, state_api.upload_guard),
+        UploadHandler(
+            configversions_api.UPLOAD_PREFIX,
+            configversions_api.upload_hook,
+            configversions_api.upload_guard,
+        ),
     ]
     _install_error_handlers(app)
     for router in ROUTERS:

@@ -71,9 +71,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, hooks: Hooks | None = None
+    engine: AsyncEngine, hooks: Hooks | None = None, *, events: object | None = None
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions carry the application's :class:`~terrapod.db.hooks.Hooks` in ``info``."""
+    """Sessions carry the application's :class:`~terrapod.db.hooks.Hooks` and its event bus
+    (:class:`terrapod.events.bus.EventBus`) in ``info``."""
     return async_sessionmaker(
-        engine, expire_on_commit=False, autoflush=False, info={"hooks": hooks or Hooks()}
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        info={"hooks": hooks or Hooks(), "events": events},
     )

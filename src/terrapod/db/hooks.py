@@ -29,6 +29,10 @@ class Hooks:
     organization_deleting: list[Hook] = field(default_factory=list)
     # (session, workspace) before a workspace is deleted
     workspace_deleting: list[Hook] = field(default_factory=list)
+    # (session, configuration version) after its tarball was accepted
+    configuration_uploaded: list[Hook] = field(default_factory=list)
+    # (session, workspace) after its lock was released by a person (runs may now start)
+    workspace_unlocked: list[Hook] = field(default_factory=list)
 
 
 async def fire(session: AsyncSession, name: str, subject: Any) -> None:

@@ -256,6 +256,7 @@ ERROR_DESCRIPTIONS: Mapping[int, str] = {
     409: "Conflicts with the resource's current state",
     413: "Request body larger than the server accepts",
     422: "An invalid attribute; source.pointer names it",
+    429: "Too many requests; Retry-After and X-RateLimit-Reset say when to try again",
 }
 
 # Every route that reads a body may answer 400 (not a JSON:API document), 413 (too large) and

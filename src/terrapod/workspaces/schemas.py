@@ -293,8 +293,8 @@ def serialize(view: WorkspaceView, principal: Principal) -> Resource:
         relationships={
             "organization": ref("organizations", org.name),
             "current-state-version": ref("state-versions", ws.current_state_version_id),
-            "current-run": {"data": None},
-            "latest-run": {"data": None},
+            "current-run": ref("runs", ws.current_run_id),
+            "latest-run": ref("runs", ws.latest_run_id),
             "current-configuration-version": {"data": None},
             "agent-pool": ref("agent-pools", ws.agent_pool_id),
             "locked-by": _locked_by(view),

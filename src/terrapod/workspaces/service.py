@@ -504,6 +504,7 @@ async def unlock(
     await session.refresh(workspace)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("workspace already unlocked")
+    await fire(session, "workspace_unlocked", workspace)
     return workspace
 
 
