@@ -448,6 +448,55 @@ def write_cloud_config(
 
 
 # --------------------------------------------------------------------------------------------
+# Organizations
+# --------------------------------------------------------------------------------------------
+
+# Suites that use Terrapod only as a state backend (Terraform runs plan and apply itself) work
+# in this organization: its workspaces are created in local execution mode. The organization
+# entitlement ``operations`` is true, so a workspace in the default (remote) mode would make
+# ``terraform plan``/``apply`` run on Terrapod's agent instead (CLIENT_FACTS.md).
+LOCAL_EXECUTION_ORG = "local-execution"
+
+
+def ensure_organization(server: ServerInfo, name: str, **attributes: object) -> dict[str, object]:
+    """Organization ``name`` on ``server``, created by the admin with ``attributes`` (dasherized
+    TFE names, e.g. ``**{"default-execution-mode": "local"}``) unless it exists already.
+
+    Session-scoped servers outlive a module, so suites call this idempotently from their own
+    fixtures; an existing organization is returned as it is.
+    """
+    with server.http(server.admin_token) as api:
+        found = api.get(f"/api/v2/organizations/{name}")
+        if found.status_code == 200:
+            existing: dict[str, object] = found.json()["data"]
+            return existing
+        assert found.status_code == 404, found.text
+        created = api.post(
+            "/api/v2/organizations",
+            json={
+                "data": {
+                    "type": "organizations",
+                    "attributes": {"name": name, "email": f"{name}@example.test", **attributes},
+                }
+            },
+        )
+    assert created.status_code == 201, created.text
+    data: dict[str, object] = created.json()["data"]
+    return data
+
+
+def ensure_local_execution_org(server: ServerInfo) -> str:
+    """:data:`LOCAL_EXECUTION_ORG` on ``server``; returns its name."""
+    org = ensure_organization(
+        server, LOCAL_EXECUTION_ORG, **{"default-execution-mode": "local"}
+    )
+    attributes = org["attributes"]
+    assert isinstance(attributes, dict)
+    assert attributes["default-execution-mode"] == "local", org
+    return LOCAL_EXECUTION_ORG
+
+
+# --------------------------------------------------------------------------------------------
 # pytfe
 # --------------------------------------------------------------------------------------------
 

