@@ -487,9 +487,7 @@ def ensure_organization(server: ServerInfo, name: str, **attributes: object) -> 
 
 def ensure_local_execution_org(server: ServerInfo) -> str:
     """:data:`LOCAL_EXECUTION_ORG` on ``server``; returns its name."""
-    org = ensure_organization(
-        server, LOCAL_EXECUTION_ORG, **{"default-execution-mode": "local"}
-    )
+    org = ensure_organization(server, LOCAL_EXECUTION_ORG, **{"default-execution-mode": "local"})
     attributes = org["attributes"]
     assert isinstance(attributes, dict)
     assert attributes["default-execution-mode"] == "local", org

@@ -3,8 +3,9 @@
 Every workspace here lives in an organization whose ``default-execution-mode`` is ``local``
 (``harness.LOCAL_EXECUTION_ORG``), so Terraform runs everything locally and uses Terrapod only
 for workspaces, locks and state versions (CLIENT_FACTS.md, "Local execution mode"), although
-the entitlement ``operations`` is true (remote runs: ``test_remote_runs.py``). Every scenario checks Terraform's exit code and output first and then
-what the API says: the current state version, its serial, outputs and the workspace's lock.
+the entitlement ``operations`` is true (remote runs: ``test_remote_runs.py``). Every scenario
+checks Terraform's exit code and output first and then what the API says: the current state
+version, its serial, outputs and the workspace's lock.
 
 Only the built-in ``terraform_data`` resource and outputs are used (no provider can be
 downloaded here). Each test works in workspaces with unique names on the shared server.
