@@ -61,6 +61,10 @@ class EngineResolver:
                 f"Terraform {wanted} is not available on this agent; it has: {have}"
             )
         best = max(candidates)
+        if not offered[best].is_file():
+            raise EngineUnavailable(
+                f"Terraform {best} is configured at {offered[best]}, which is not a file"
+            )
         return Engine(name="terraform", version=str(best), path=offered[best])
 
 

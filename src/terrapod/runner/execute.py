@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import platform
 import re
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from terrapod.archives import ArchiveLimits, UnsafeArchive, extract_tarball
+from terrapod.observability.logging import get_logger
 from terrapod.runner.engines import Engine, EngineResolver, EngineUnavailable
 from terrapod.runner.masking import LogMasker, mask_strings
 from terrapod.runner.planjson import redacted_plan, summarize, without_sensitive_variables
@@ -42,6 +44,8 @@ from terrapod.runner.workdir import (
 )
 
 __all__ = ["discard_workdir", "execute"]
+
+log = get_logger("terrapod.runner")
 
 # How often a running apply's state file is checked for a new version.
 STATE_POLL_SECONDS = 0.25
@@ -119,14 +123,18 @@ class _Job:
         self.io = io
         self.control = control
         self.dir = directory
+        self.engine = engine
         self.log = log
-        self.commands = EngineCommands(
-            engine,
-            engine_environment(spec, directory),
-            control,
-            timeout_seconds=spec.timeout_seconds,
-        )
         self.module = directory.config
+        # The job's time limit runs from now and spans every engine command.
+        self.deadline = asyncio.get_running_loop().time() + spec.timeout_seconds
+
+    @functools.cached_property
+    def commands(self) -> EngineCommands:
+        """Made on first use, inside the phase, so a variable that cannot be passed to a
+        process ends the job like any other problem with it (and its directory goes)."""
+        env = engine_environment(self.spec, self.dir)
+        return EngineCommands(self.engine, env, self.control, deadline=self.deadline)
 
     async def plan(self) -> JobResult:
         spec, keep = self.spec, False
@@ -356,13 +364,18 @@ class _StateWatcher:
         await self._task
 
     async def _watch(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), STATE_POLL_SECONDS)
-            final = self._stopping.is_set()
-            await self._check(force=final)
-            if final:
-                return
+            if self._stopping.is_set():
+                break
+            try:
+                await self._check(force=False)
+            except Exception:
+                # The final check below persists the newest state again; until then the
+                # apply goes on, as Terraform would with a backend that is briefly down.
+                log.warning("persisting state during an apply failed", exc_info=True)
+        await self._check(force=True)
 
     async def _check(self, *, force: bool) -> None:
         seen = self._stat()

@@ -27,20 +27,16 @@ _READ_SIZE = 64 * 1024
 
 
 class EngineCommands:
-    """Runs ``engine`` commands with ``env``; the job's deadline spans all of them."""
+    """Runs ``engine`` commands with ``env`` until ``deadline`` (event-loop time), which
+    spans all of them."""
 
     def __init__(
-        self,
-        engine: Engine,
-        env: Mapping[str, str],
-        control: JobControl,
-        *,
-        timeout_seconds: float,
+        self, engine: Engine, env: Mapping[str, str], control: JobControl, *, deadline: float
     ) -> None:
         self._engine = engine
         self._env = dict(env)
         self._control = control
-        self._deadline = asyncio.get_running_loop().time() + timeout_seconds
+        self._deadline = deadline
         self.timed_out = False
         """Set once the job's time ran out; every command after that fails at once."""
 
@@ -119,15 +115,26 @@ class EngineCommands:
         is given up on once the job's time (and grace) is over."""
         remaining = self._deadline + TIMEOUT_GRACE_SECONDS - asyncio.get_running_loop().time()
         done, _ = await asyncio.wait({pump}, timeout=max(remaining, 0))
-        if not done:
+        if done:
+            pump.result()  # the output sink's failure, if it had one
+        else:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
 
 
 async def _pump(stream: asyncio.StreamReader, output: Sink) -> None:
+    failure: Exception | None = None
     while chunk := await stream.read(_READ_SIZE):
-        await output(chunk)
+        if failure is None:
+            try:
+                await output(chunk)
+            except Exception as exc:  # noqa: BLE001 - raised below, once the output ends
+                # Keep reading: an engine blocked on a full pipe could never finish, and an
+                # apply that loses its log is better than one killed halfway.
+                failure = exc
+    if failure is not None:
+        raise failure
 
 
 def _interrupt(process: asyncio.subprocess.Process) -> None:

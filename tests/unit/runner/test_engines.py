@@ -9,11 +9,14 @@ import pytest
 
 from terrapod.runner.engines import EngineResolver, EngineUnavailable
 
-EXTRA = {
-    "1.14.2": Path("/opt/tf/1.14.2"),
-    "1.16.0-beta1": Path("/opt/tf/1.16.0-beta1"),
-    "2.0.0": Path("/opt/tf/2.0.0"),
-}
+
+@pytest.fixture
+def extra(tmp_path: Path) -> dict[str, Path]:
+    """Other versions configured as binaries (empty files stand in for them)."""
+    binaries = {v: tmp_path / f"terraform-{v}" for v in ("1.14.2", "1.16.0-beta1", "2.0.0")}
+    for path in binaries.values():
+        path.touch()
+    return binaries
 
 
 def test_embedded_engine_is_the_installed_terrapod_terraform() -> None:
@@ -46,13 +49,23 @@ def test_embedded_engine_serves_every_setting_it_satisfies(setting: str) -> None
         ("1.16.0-beta1", "1.16.0-beta1"),  # a pre-release only when named exactly
     ],
 )
-def test_newest_offered_version_satisfying_the_setting_wins(setting: str, version: str) -> None:
-    assert EngineResolver(EXTRA).resolve(setting).version == version
+def test_newest_offered_version_satisfying_the_setting_wins(
+    extra: dict[str, Path], setting: str, version: str
+) -> None:
+    engine = EngineResolver(extra).resolve(setting)
+
+    assert engine.version == version
+    assert engine.path == extra.get(version, Path(sys.executable).parent / "terrapod-terraform")
 
 
-def test_pre_release_does_not_satisfy_a_range() -> None:
+def test_pre_release_does_not_satisfy_a_range(extra: dict[str, Path]) -> None:
     with pytest.raises(EngineUnavailable):
-        EngineResolver(EXTRA).resolve("> 1.15.5, < 2")
+        EngineResolver(extra).resolve("> 1.15.5, < 2")
+
+
+def test_configured_binary_that_is_missing_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(EngineUnavailable, match="which is not a file"):
+        EngineResolver({"1.14.2": tmp_path / "gone"}).resolve("1.14.2")
 
 
 def test_unavailable_version_names_what_the_agent_has() -> None:
