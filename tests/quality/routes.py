@@ -50,6 +50,16 @@ def org_body(**attrs: Any) -> dict[str, Any]:
 
 TOKEN_BODY = {"data": {"type": "authentication-tokens", "attributes": {"description": "x"}}}
 CONSUMERS_BODY = {"data": [{"type": "workspaces", "id": "{other_workspace_id}"}]}
+ORG_RUN_PAGINATION = frozenset(
+    {"current-page", "page-size", "prev-page", "next-page", "page-count"}
+)
+RUN_BODY = {
+    "data": {
+        "type": "runs",
+        "attributes": {"message": "from the suite"},
+        "relationships": {"workspace": {"data": {"type": "workspaces", "id": "{workspace_id}"}}},
+    }
+}
 TAGS_BODY = {"data": [{"type": "tags", "attributes": {"name": "extra"}}]}
 
 ROUTES: tuple[Route, ...] = (
@@ -152,9 +162,141 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v2/state-versions/{sv_id}/outputs", "member", is_list=True),
     Route("GET", "/api/v2/state-version-outputs/{output_id}", "member"),
     # variables
+    Route("GET", WS + "/vars", "member"),
+    Route("GET", WS + "/all-vars", "member"),
+    Route(
+        "POST",
+        WS + "/vars",
+        "member",
+        body={"data": {"type": "vars", "attributes": {"key": "created", "category": "env"}}},
+    ),
+    Route("GET", WS + "/vars/{variable_id}", "member"),
+    Route(
+        "PATCH",
+        WS + "/vars/{variable_id}",
+        "member",
+        body={"data": {"type": "vars", "attributes": {"value": "eu-central-1"}}},
+    ),
+    Route("DELETE", WS + "/vars/{variable_id}", "member"),
+    Route(
+        "GET",
+        "/api/v2/vars",
+        "member",
+        extra={
+            "query": {
+                "filter[organization][name]": "default",
+                "filter[workspace][name]": "{workspace_name}",
+            }
+        },
+    ),
+    Route(
+        "POST",
+        "/api/v2/vars",
+        "member",
+        body={
+            "data": {
+                "type": "vars",
+                "attributes": {"key": "created", "value": "v", "category": "terraform"},
+                "relationships": {
+                    "workspace": {"data": {"type": "workspaces", "id": "{workspace_id}"}}
+                },
+            }
+        },
+    ),
+    Route(
+        "PATCH",
+        "/api/v2/vars/{variable_id}",
+        "member",
+        body={"data": {"type": "vars", "attributes": {"sensitive": True}}},
+    ),
+    Route("DELETE", "/api/v2/vars/{variable_id}", "member"),
     # (end of variables)
     # configuration versions
+    Route("GET", WS + "/configuration-versions", "member", is_list=True),
+    Route(
+        "POST",
+        WS + "/configuration-versions",
+        "member",
+        body={"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": False}}},
+    ),
+    Route("GET", "/api/v2/configuration-versions/{cv_id}", "member"),
+    Route("GET", "/api/v2/configuration-versions/{cv_id}/download", "member"),
+    # {cv_id} is uploaded and older than the workspace's latest version, so archivable.
+    Route("POST", "/api/v2/configuration-versions/{cv_id}/actions/archive", "member"),
     # (end of configuration versions)
     # runs, plans, applies
+    Route("POST", "/api/v2/runs", "member", body=RUN_BODY, query_budget=16),
+    Route("GET", "/api/v2/runs/{run_id}", "member", query_budget=5),
+    Route("GET", WS + "/runs", "member", is_list=True, query_budget=6),
+    Route(
+        "GET",
+        "/api/v2/organizations/{org_name}/runs",
+        "member",
+        is_list=True,
+        # seed 001: this list leaves total-count and total-pages out
+        extra={"pagination_keys": ORG_RUN_PAGINATION},
+    ),
+    Route("GET", "/api/v2/organizations/{org_name}/runs/queue", "member", is_list=True),
+    Route("GET", "/api/v2/organizations/{org_name}/capacity", "member"),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/apply",
+        "member",
+        query_budget=10,
+        extra={"run": "planned_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/confirm",
+        "member",
+        query_budget=10,
+        extra={"run": "planned_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/discard",
+        "member",
+        query_budget=20,
+        extra={"run": "planned_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/cancel",
+        "member",
+        query_budget=12,
+        extra={"run": "pending_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/force-cancel",
+        "owner",
+        query_budget=14,
+        extra={"run": "stuck_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/force-execute",
+        "member",
+        query_budget=24,
+        extra={"run": "pending_run_id"},
+    ),
+    Route(
+        "POST",
+        "/api/v2/runs/{run_id}/actions/retry",
+        "member",
+        query_budget=18,
+        extra={"run": "final_run_id"},
+    ),
+    Route("GET", "/api/v2/runs/{run_id}/plan", "member"),
+    Route("GET", "/api/v2/runs/{run_id}/apply", "member"),
+    Route("GET", "/api/v2/plans/{plan_id}", "member"),
+    Route("GET", "/api/v2/applies/{apply_id}", "member"),
+    Route("GET", "/api/v2/plans/{plan_id}/json-output", "owner"),
+    Route("GET", "/api/v2/plans/{plan_id}/json-output-redacted", "member"),
+    Route("GET", "/api/v2/runs/{run_id}/plan/json-output", "owner"),
+    Route("GET", "/api/v2/runs/{run_id}/run-events", "member", is_list=True),
+    Route("GET", "/api/v2/run-events/{event_id}", "member"),
+    Route("GET", "/api/v2/runs/{run_id}/task-stages", "member"),
+    Route("GET", "/logs/{token}", "signed"),
     # (end of runs)
 )

@@ -103,12 +103,13 @@ def _validate(values: dict[str, Any]) -> None:
 class Entitlements:
     """What Terrapod really does for an organization; every flag is backed by a feature.
 
-    The terraform CLI reads ``operations`` to decide between remote and local execution,
-    so it stays False until Terrapod runs plans itself. ``state-storage``: workspaces keep
-    their state versions in Terrapod.
+    The terraform CLI reads ``operations`` to decide between remote and local execution:
+    Terrapod runs plans and applies on its agents, so it is True, and each workspace's
+    ``execution-mode`` (remote or local) decides. ``state-storage``: workspaces keep their
+    state versions in Terrapod.
     """
 
-    operations: bool = False
+    operations: bool = True
     state_storage: bool = True
     private_module_registry: bool = False
     private_run_tasks: bool = False

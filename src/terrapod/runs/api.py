@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from terrapod.access.permissions import Action
 from terrapod.access.principal import Principal
@@ -585,9 +585,6 @@ async def _plan_json(
     if not phase.has_plan_file:
         raise NotFound("the plan has no JSON output (it has not finished)")
     key = keys.plan_json_redacted(ctx.run.id) if redacted else keys.plan_json(ctx.run.id)
-    if not redacted:
-        signer: UrlSigner = request.app.state.url_signer
-        return RedirectResponse(base_url(request) + signer.signed_path(key, "GET"), status_code=307)
     store: ObjectStore = request.app.state.object_store
     try:
         data = await store.get_bytes(key)
@@ -613,8 +610,7 @@ async def plan_json_redacted(
 @router.get(
     "/plans/{plan_id}/json-output",
     operation_id="showPlanJson",
-    status_code=307,
-    responses=responses(307, errors=[404], description="Redirect to the JSON plan"),
+    responses=responses(200, errors=[404], content=JSON_PLAN),
 )
 async def plan_json(
     plan_id: str, request: Request, session: SessionDep, principal: PrincipalDep
@@ -625,8 +621,7 @@ async def plan_json(
 @router.get(
     "/runs/{run_id}/plan/json-output",
     operation_id="showRunPlanJson",
-    status_code=307,
-    responses=responses(307, errors=[404], description="Redirect to the JSON plan"),
+    responses=responses(200, errors=[404], content=JSON_PLAN),
 )
 async def run_plan_json(
     run_id: str, request: Request, session: SessionDep, principal: PrincipalDep
