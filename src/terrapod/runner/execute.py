@@ -26,13 +26,17 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from terrapod.archives import ArchiveLimits, UnsafeArchive, extract_tarball
 from terrapod.observability.logging import get_logger
 from terrapod.runner.engines import Engine, EngineResolver, EngineUnavailable
 from terrapod.runner.masking import LogMasker, mask_strings
-from terrapod.runner.planjson import redacted_plan, summarize, without_sensitive_variables
+from terrapod.runner.planjson import (
+    PlanSummary,
+    redacted_plan,
+    summarize,
+    without_sensitive_variables,
+)
 from terrapod.runner.process import EngineCommands
 from terrapod.runner.spec import JobControl, JobIO, JobResult, JobSpec
 from terrapod.runner.workdir import (
@@ -143,23 +147,20 @@ class _Job:
             write_variable_files(self.module, spec)
             await self._engine("plan", self._plan_args())
             # Both only read; running them side by side saves one engine start.
-            results = await asyncio.gather(
-                self._json("show", "-json", str(self.dir.plan)),
-                self._json("providers", "schema", "-json"),
+            shown, schemas = await asyncio.gather(
+                self._capture("show", "-json", str(self.dir.plan)),
+                self._capture("providers", "schema", "-json"),
                 return_exceptions=True,
             )
-            for outcome in results:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            shown, schemas = results
-            summary = summarize(shown, refresh_only=spec.refresh_only)
-            secrets = [v.value for v in spec.variables if v.sensitive]
-            sensitive_names = {v.key for v in spec.variables if v.sensitive}
-            await self.io.store_plan(
-                self.dir.plan,
-                _encode(mask_strings(without_sensitive_variables(shown, sensitive_names), secrets)),
-                _encode(mask_strings(redacted_plan(shown, schemas), secrets)),
+            if isinstance(shown, BaseException):
+                raise shown
+            if isinstance(schemas, BaseException):
+                raise schemas
+            # Plans can be large: decoding and rewriting them stays off the event loop.
+            summary, plan_json, redacted_json = await asyncio.to_thread(
+                _plan_documents, spec, shown, schemas
             )
+            await self.io.store_plan(self.dir.plan, plan_json, redacted_json)
             keep = not spec.plan_only and (summary.has_changes or spec.allow_empty_apply)
             if keep:
                 self.dir.ready.touch()
@@ -243,10 +244,10 @@ class _Job:
         if code != 0 or (command == "plan" and self.commands.stopped):
             raise self._failure(command, code)
 
-    async def _json(self, *args: str) -> Any:
-        """Run a command that prints JSON and return it decoded (its stderr goes to the log
+    async def _capture(self, *args: str) -> bytes:
+        """Run a command and return what it prints on stdout (its stderr goes to the log
         only if it fails)."""
-        target = self.dir.root / f"{args[0]}.json"
+        target = self.dir.root / f"{args[0]}.out"
         errors = bytearray()
 
         async def collect(data: bytes) -> None:
@@ -257,7 +258,7 @@ class _Job:
             await self.log.write(bytes(errors))
             raise self._failure(args[0], code)
         try:
-            return json.loads(target.read_bytes())
+            return target.read_bytes()
         finally:
             target.unlink()
 
@@ -285,7 +286,9 @@ class _Job:
                 "\nThe job was force-canceled.\n",
             )
         if self.control.cancel.is_set():
-            return _Stop(JobResult(outcome="canceled", error="canceled"))
+            return _Stop(
+                JobResult(outcome="canceled", error="canceled"), "\nThe job was canceled.\n"
+            )
         return _error(f"terraform {command} exited {code}")
 
     def _plan_args(self) -> list[str]:
@@ -310,6 +313,22 @@ class _Job:
         if self.spec.structured_output:
             args.append("-json")
         return [*args, str(self.dir.plan)]
+
+
+def _plan_documents(
+    spec: JobSpec, shown: bytes, schemas: bytes
+) -> tuple[PlanSummary, bytes, bytes]:
+    """The plan's summary, its JSON for the API and its redacted form for the CLI, from the
+    output of ``show -json <planfile>`` and ``providers schema -json``; no sensitive variable
+    value is left in either."""
+    plan = json.loads(shown)
+    secrets = [v.value for v in spec.variables if v.sensitive]
+    sensitive_names = {v.key for v in spec.variables if v.sensitive}
+    return (
+        summarize(plan, refresh_only=spec.refresh_only),
+        _encode(mask_strings(without_sensitive_variables(plan, sensitive_names), secrets)),
+        _encode(mask_strings(redacted_plan(plan, json.loads(schemas)), secrets)),
+    )
 
 
 def _error(reason: str) -> _Stop:
@@ -386,7 +405,7 @@ class _StateWatcher:
         if raw == self._persisted:
             return
         try:
-            json.loads(raw)
+            await asyncio.to_thread(json.loads, raw)
         except ValueError:
             # Terraform truncates and rewrites the file: a half-written one is not valid
             # JSON yet, and the next look will see the whole of it.
