@@ -31,7 +31,9 @@ def migrated_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
             log_level="warning",
             # The API tier drives jobs through the agent protocol itself (tests/runs_support.py);
             # real execution is proven end to end against a real server (tests/e2e).
-            runs={"builtin_agent": False},
+            # Run-event streams end quickly so in-process clients (which read whole bodies)
+            # get an answer.
+            runs={"builtin_agent": False, "event_stream_seconds": 0.5},
         )
         upgrade(settings)
         yield settings

@@ -117,6 +117,12 @@ class RunSettings(BaseModel):
         ge=1024,
         description="Largest configuration a tarball may unpack to",
     )
+    event_stream_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="A run-event stream (SSE) ends after this; browsers reconnect by themselves",
+    )
     engines: dict[str, Path] = Field(
         default_factory=dict,
         description="Other Terraform versions the built-in agent may use: version -> binary",

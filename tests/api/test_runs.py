@@ -253,7 +253,7 @@ async def test_logs_stream_by_offset_with_stx_and_etx(
     job = await agent.claim()
     assert job is not None
     await agent.log(job, b"line one\n")
-    anon = httpx.AsyncClient(transport=admin._transport, base_url=str(admin.base_url))  # noqa: SLF001
+    anon = httpx.AsyncClient(transport=admin._transport, base_url=str(admin.base_url))
     async with anon:
         first = await anon.get(url, params={"offset": 0, "limit": 65536})
         assert first.status_code == 200
@@ -455,3 +455,28 @@ async def test_stale_heartbeat_fails_the_run_and_frees_the_workspace(
     events = (await admin.get(f"/api/v2/runs/{run['id']}/run-events")).json()["data"]
     assert "stopped responding" in events[-1]["attributes"]["description"]
     assert await status_of(admin, nxt["id"]) == "plan_queued"
+
+
+async def test_run_event_stream_sends_status_changes_of_its_workspace(
+    app: FastAPI, admin: httpx.AsyncClient, ws: str
+) -> None:
+    import asyncio
+
+    import orjson
+
+    bus = app.state.events
+    before = bus.subscriber_count("run")
+    stream = asyncio.create_task(admin.get(f"/api/v2/workspaces/{ws}/runs/events"))
+    while bus.subscriber_count("run") == before:  # the stream has subscribed
+        await asyncio.sleep(0)
+    run = await create_run(admin, ws)
+    response = await stream
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [
+        orjson.loads(block.split("data: ", 1)[1])
+        for block in response.text.split("\n\n")
+        if block.startswith("event: run_update")
+    ]
+    assert {"run_id": run["id"], "workspace_id": ws, "status": "plan_queued"} in events
+    assert bus.subscriber_count("run") == before

@@ -228,6 +228,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v2/runs", "member", body=RUN_BODY, query_budget=16),
     Route("GET", "/api/v2/runs/{run_id}", "member", query_budget=5),
     Route("GET", WS + "/runs", "member", is_list=True, query_budget=6),
+    Route("GET", WS + "/runs/events", "member"),
     Route(
         "GET",
         "/api/v2/organizations/{org_name}/runs",

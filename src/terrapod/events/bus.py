@@ -39,6 +39,9 @@ class EventBus:
         self._subscribers[topic].append(callback)
         return lambda: self._subscribers[topic].remove(callback)
 
+    def subscriber_count(self, topic: str) -> int:
+        return len(self._subscribers[topic])
+
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         for callback in list(self._subscribers[topic]):
             try:

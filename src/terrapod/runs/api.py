@@ -7,12 +7,15 @@ credential, as for ``/objects/``.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Path
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from terrapod.access.permissions import Action
 from terrapod.access.principal import Principal
@@ -21,6 +24,7 @@ from terrapod.configversions import schemas as cv_schemas
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.errors import BadRequest, Invalid, NotFound
+from terrapod.events.bus import EventBus
 from terrapod.jsonapi.documents import document, resource
 from terrapod.jsonapi.errors import error_response
 from terrapod.jsonapi.models import (
@@ -399,6 +403,63 @@ async def organization_capacity(
     running, pending = await service.capacity(session, principal, org)
     return document(
         resource("organization-capacity", org.name, {"pending": pending, "running": running})
+    )
+
+
+SSE_CONTENT = {
+    "text/event-stream": {
+        "schema": {
+            "type": "string",
+            "description": "Server-Sent Events: `event: run_update` with data "
+            '{"run_id", "workspace_id", "status"} whenever a run of the workspace changes',
+        }
+    }
+}
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+@router.get(
+    "/workspaces/{workspace_id}/runs/events",
+    operation_id="streamWorkspaceRunEvents",
+    response_class=StreamingResponse,
+    responses=responses(200, errors=[404], content=SSE_CONTENT),
+)
+async def workspace_run_events(
+    workspace_id: str, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    """Live run status changes of one workspace (seed 003, "Run Events (SSE)"). The stream
+    ends after ``runs.event_stream_seconds``; EventSource clients reconnect by themselves."""
+    ws, _ = await workspaces.get(session, principal, workspace_id)
+    bus: EventBus = request.app.state.events
+    updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    def on_run(payload: dict[str, Any]) -> None:
+        if payload.get("workspace_id") == ws.id and not updates.full():
+            updates.put_nowait(payload)
+
+    unsubscribe = bus.subscribe("run", on_run)
+    deadline = asyncio.get_running_loop().time() + _settings(request).runs.event_stream_seconds
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            loop = asyncio.get_running_loop()
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    payload = await asyncio.wait_for(
+                        updates.get(), min(left, SSE_KEEPALIVE_SECONDS)
+                    )
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                yield b"event: run_update\ndata: " + orjson.dumps(payload) + b"\n\n"
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
