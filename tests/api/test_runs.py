@@ -458,17 +458,26 @@ async def test_stale_heartbeat_fails_the_run_and_frees_the_workspace(
 
 
 async def test_run_event_stream_sends_status_changes_of_its_workspace(
-    app: FastAPI, admin: httpx.AsyncClient, ws: str
+    app: FastAPI, admin: httpx.AsyncClient, ws: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
+    from collections.abc import Callable
+    from typing import Any
 
     import orjson
 
     bus = app.state.events
+    subscribe, subscribed = bus.subscribe, asyncio.Event()
+
+    def spy(topic: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        unsubscribe: Callable[[], None] = subscribe(topic, callback)
+        subscribed.set()
+        return unsubscribe
+
+    monkeypatch.setattr(bus, "subscribe", spy)
     before = bus.subscriber_count("run")
     stream = asyncio.create_task(admin.get(f"/api/v2/workspaces/{ws}/runs/events"))
-    while bus.subscriber_count("run") == before:  # the stream has subscribed
-        await asyncio.sleep(0)
+    await subscribed.wait()
     run = await create_run(admin, ws)
     response = await stream
     assert response.status_code == 200

@@ -7,24 +7,18 @@ and relationship data, and timestamps must end in a literal ``Z`` (CLIENT_FACTS.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
+from terrapod.timefmt import iso as iso  # serializers import it from here
+
 JSONAPI_CONTENT_TYPE = "application/vnd.api+json"
 
 Resource = dict[str, Any]
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 UTC with a literal ``Z`` (``+00:00`` breaks go-tfe)."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def ref(type_: str, id_: str | None) -> dict[str, Any]:

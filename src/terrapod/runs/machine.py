@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from terrapod.errors import Conflict
-from terrapod.jsonapi.documents import iso
 from terrapod.runs.models import Run
+from terrapod.timefmt import iso
 
 PENDING = "pending"
 FETCHING = "fetching"

@@ -39,6 +39,7 @@ from terrapod.runs import machine as m
 from terrapod.runs.models import Apply, Job, Plan, Run, RunEvent
 from terrapod.storage import keys
 from terrapod.storage.base import ObjectStore
+from terrapod.timefmt import iso
 from terrapod.users.models import User
 from terrapod.workspaces.models import Workspace
 from terrapod.workspaces.service import validate_terraform_version
@@ -409,8 +410,6 @@ async def _phase_ended(
 
 
 def _iso(now: datetime) -> str:
-    from terrapod.jsonapi.documents import iso
-
     return iso(now) or ""
 
 
