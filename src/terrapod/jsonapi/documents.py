@@ -14,11 +14,14 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from terrapod.timefmt import iso as iso  # serializers import it from here
+from terrapod import timefmt
 
 JSONAPI_CONTENT_TYPE = "application/vnd.api+json"
 
 Resource = dict[str, Any]
+
+# Serializers take the timestamp format from here; services (no web framework) from timefmt.
+iso = timefmt.iso
 
 
 def ref(type_: str, id_: str | None) -> dict[str, Any]:
