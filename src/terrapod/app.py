@@ -44,6 +44,7 @@ from terrapod.observability.middleware import ObservabilityMiddleware
 from terrapod.organizations import api as organizations_api
 from terrapod.runner.engines import EngineResolver
 from terrapod.runs import api as runs_api
+from terrapod.runs import service as runs_service
 from terrapod.runs.machine import FINAL as FINAL_STATUSES
 from terrapod.scheduler.runs import RunHousekeeping
 from terrapod.state import api as state_api
@@ -175,6 +176,11 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     on_workspace, on_organization = configversions.delete_tarballs_of_deleted_workspaces(store)
     hooks.workspace_deleting.append(on_workspace)
     hooks.organization_deleting.append(on_organization)
+    on_workspace, on_organization = runs_service.delete_run_objects(store)
+    hooks.workspace_deleting.append(on_workspace)
+    hooks.organization_deleting.append(on_organization)
+    hooks.workspace_unlocked.append(runs_service.on_workspace_unlocked)
+    hooks.configuration_uploaded.append(runs_service.on_configuration_uploaded)
     return hooks
 
 

@@ -489,3 +489,47 @@ async def test_run_event_stream_sends_status_changes_of_its_workspace(
     ]
     assert {"run_id": run["id"], "workspace_id": ws, "status": "plan_queued"} in events
     assert bus.subscriber_count("run") == before
+
+
+async def test_uploading_an_auto_queue_configuration_queues_a_run(
+    admin: httpx.AsyncClient,
+) -> None:
+    from tests.runs_support import tarball
+
+    workspace_id = await make_workspace(admin, "auto")
+    r = await admin.post(
+        f"/api/v2/workspaces/{workspace_id}/configuration-versions",
+        json={"data": {"type": "configuration-versions", "attributes": {}}},
+    )
+    cv = r.json()["data"]
+    assert (await admin.put(cv["attributes"]["upload-url"], content=tarball())).status_code == 200
+    runs = (await admin.get(f"/api/v2/workspaces/{workspace_id}/runs")).json()["data"]
+    assert len(runs) == 1
+    assert runs[0]["attributes"]["source"] == "tfe-configuration-version"
+    assert runs[0]["relationships"]["configuration-version"]["data"]["id"] == cv["id"]
+
+
+async def test_a_person_unlocking_the_workspace_starts_the_waiting_run(
+    admin: httpx.AsyncClient, ws: str
+) -> None:
+    assert (await admin.post(f"/api/v2/workspaces/{ws}/actions/lock")).status_code == 200
+    run = await create_run(admin, ws)
+    assert run["attributes"]["status"] == "pending"
+    assert (await admin.post(f"/api/v2/workspaces/{ws}/actions/unlock")).status_code == 200
+    assert await status_of(admin, run["id"]) == "plan_queued"
+
+
+async def test_deleting_a_workspace_deletes_its_run_objects(
+    app: FastAPI, admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
+) -> None:
+    from terrapod.storage import keys
+
+    run = await create_run(admin, ws)
+    job = await agent.claim()
+    assert job is not None
+    await agent.log(job, b"output\n")
+    await agent.finish(job, "finished", has_changes=False)
+    store = app.state.object_store
+    await store.put_bytes(keys.plan_json(run["id"]), b"{}")
+    assert (await admin.delete(f"/api/v2/workspaces/{ws}")).status_code == 204
+    assert await store.head(keys.plan_json(run["id"])) is None
