@@ -688,12 +688,6 @@ def test_cancel_interrupts_an_apply_and_frees_the_workspace(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: terrapod.app.wire_hooks never appends runs.service."
-    "on_configuration_uploaded to hooks.configuration_uploaded, so an upload with "
-    "auto-queue-runs true queues no run",
-)
 def test_auto_queue_runs_queues_a_run_when_the_configuration_arrives(
     client: TFEClient, server: ServerInfo, anonymous: httpx.Client, workspace: Workspace
 ) -> None:
