@@ -533,3 +533,18 @@ async def test_deleting_a_workspace_deletes_its_run_objects(
     await store.put_bytes(keys.plan_json(run["id"]), b"{}")
     assert (await admin.delete(f"/api/v2/workspaces/{ws}")).status_code == 204
     assert await store.head(keys.plan_json(run["id"])) is None
+
+
+async def test_a_run_waits_for_its_configuration_upload(admin: httpx.AsyncClient) -> None:
+    from tests.runs_support import tarball
+
+    workspace_id = await make_workspace(admin, "early")
+    r = await admin.post(
+        f"/api/v2/workspaces/{workspace_id}/configuration-versions",
+        json={"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": False}}},
+    )
+    cv = r.json()["data"]
+    run = await create_run(admin, workspace_id, cv["id"])
+    assert run["attributes"]["status"] == "pending"
+    assert (await admin.put(cv["attributes"]["upload-url"], content=tarball())).status_code == 200
+    assert await status_of(admin, run["id"]) == "plan_queued"

@@ -117,7 +117,7 @@ async def _read_chunks(
         )
         .order_by(LogChunk.start)
     )
-    parts = list(rows.tuples())
+    parts = [(start, data) for start, data in rows]
     if not parts:
         return None
     joined = b"".join(data for _, data in parts)

@@ -278,8 +278,6 @@ async def create(
             "terraform-version can only be set for plan-only runs",
             pointer=_pointer("terraform-version"),
         )
-    if plan_only and not workspace.speculative_enabled and options.plan_only is None:
-        raise Conflict(f"speculative plans are disabled for workspace {workspace.name}")
     now = utcnow()
     auto_apply = workspace.auto_apply if options.auto_apply is None else options.auto_apply
     run = Run(
@@ -1154,7 +1152,7 @@ async def _capacity(session: AsyncSession, org_id: str) -> tuple[int, int]:
         .where(Run.organization_id == org_id, Job.status.in_(("queued", "running")))
         .group_by(Job.status)
     )
-    counts = dict(rows.tuples().all())
+    counts: dict[str, int] = dict(rows.all())
     return int(counts.get("running", 0)), int(counts.get("queued", 0))
 
 
@@ -1257,7 +1255,7 @@ async def views(
             .join(Organization, Organization.id == Workspace.organization_id)
             .where(Workspace.id.in_({r.workspace_id for r in runs}))
         )
-        pairs = {w.id: (w, o) for w, o in ws_rows.tuples()}
+        pairs = {w.id: (w, o) for w, o in ws_rows}
     out = []
     perms_cache: dict[str, dict[str, bool]] = {}
     for run in runs:
@@ -1273,7 +1271,9 @@ async def views(
 
 async def on_configuration_uploaded(session: AsyncSession, cv: ConfigurationVersion) -> None:
     """``auto-queue-runs``: an uploaded configuration version queues a run by itself, as its
-    uploader (a speculative one queues a plan-only run)."""
+    uploader (a speculative one queues a plan-only run). Runs that were created before their
+    configuration arrived may start now."""
+    await advance(session, cv.workspace_id)
     if not cv.auto_queue_runs:
         return
     row = (
