@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.db.hooks import run_after_commit
+from terrapod.runs import jobs as runs
 from terrapod.runs import logs
-from terrapod.runs import service as runs
 from terrapod.runs.models import Run
 
 MAIN_TF = b'resource "terraform_data" "x" {\n  input = "hello"\n}\n'

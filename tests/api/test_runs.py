@@ -442,7 +442,7 @@ async def test_queue_and_capacity_report_waiting_and_running_jobs(
 async def test_stale_heartbeat_fails_the_run_and_frees_the_workspace(
     app: FastAPI, admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
 ) -> None:
-    from terrapod.runs import service as runs
+    from terrapod.runs import jobs as runs
 
     run = await create_run(admin, ws)
     nxt = await create_run(admin, ws)

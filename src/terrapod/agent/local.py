@@ -26,14 +26,13 @@ from terrapod.errors import DomainError
 from terrapod.observability.logging import get_logger
 from terrapod.organizations.models import Organization
 from terrapod.runner.spec import JobResult, JobSpec, Variable
-from terrapod.runs import logs
-from terrapod.runs import service as runs
+from terrapod.runs import jobs, logs
 from terrapod.runs.models import Run
 from terrapod.state import service as state
 from terrapod.state.models import StateVersion
 from terrapod.storage import keys
 from terrapod.storage.base import ObjectStore
-from terrapod.variables.service import values_for_run
+from terrapod.variables.service import VariableValue, values_for_run
 from terrapod.workspaces.models import Workspace
 
 log = get_logger("terrapod.agent")
@@ -76,7 +75,7 @@ class LocalTransport:
 
     async def claim(self, agent_id: str) -> JobSpec | None:
         async with self._tx() as session:
-            claimed = await runs.claim_job(session, agent_id)
+            claimed = await jobs.claim_job(session, agent_id)
             if claimed is None:
                 return None
             variables = await values_for_run(session, self._box, claimed.workspace.id)
@@ -88,7 +87,7 @@ class LocalTransport:
 
     async def heartbeat(self, spec: JobSpec, agent_id: str) -> str | None:
         async with self._tx() as session:
-            return await runs.heartbeat(session, spec.job_id, agent_id)
+            return await jobs.heartbeat(session, spec.job_id, agent_id)
 
     async def write_log(self, spec: JobSpec, data: bytes) -> bool:
         async with self._tx() as session:
@@ -162,7 +161,7 @@ class LocalTransport:
         await self._store.put_bytes(keys.plan_json_redacted(spec.run_id), redacted_json)
 
     async def finish(self, spec: JobSpec, agent_id: str, result: JobResult) -> None:
-        outcome = runs.JobOutcome(
+        outcome = jobs.JobOutcome(
             outcome=result.outcome,
             error=result.error,
             has_changes=result.has_changes,
@@ -173,11 +172,11 @@ class LocalTransport:
             has_plan_file=spec.phase == "plan" and result.outcome == "finished",
         )
         async with self._tx() as session:
-            await runs.finish_job(session, spec.job_id, agent_id, outcome)
+            await jobs.finish_job(session, spec.job_id, agent_id, outcome)
         self._jobs.pop(spec.job_id, None)
 
 
-def _spec(claimed: runs.ClaimedJob, variables: list, settings: Settings) -> JobSpec:  # type: ignore[type-arg]
+def _spec(claimed: jobs.ClaimedJob, variables: list[VariableValue], settings: Settings) -> JobSpec:
     run, ws = claimed.run, claimed.workspace
     return JobSpec(
         job_id=claimed.job.id,
@@ -199,7 +198,11 @@ def _spec(claimed: runs.ClaimedJob, variables: list, settings: Settings) -> JobS
         structured_output=ws.structured_run_output_enabled,
         variables=tuple(
             Variable(
-                key=v.key, value=v.value, category=v.category, hcl=v.hcl, sensitive=v.sensitive
+                key=v.key,
+                value=v.value,
+                category="env" if v.category == "env" else "terraform",
+                hcl=v.hcl,
+                sensitive=v.sensitive,
             )
             for v in variables
         ),

@@ -41,9 +41,11 @@ from terrapod.jsonapi.pagination import include_params, page_params, pagination
 from terrapod.jsonapi.parsing import parse_resource, read_json, relationship_id
 from terrapod.organizations import service as organizations
 from terrapod.ratelimit import SlidingWindowLimiter
-from terrapod.runs import logs, service
+from terrapod.runs import logs, queries, service
 from terrapod.runs import machine as m
 from terrapod.runs.models import Plan
+from terrapod.runs.queries import RunView
+from terrapod.runs.queue import RunContext
 from terrapod.runs.schemas import (
     ApplyDocument,
     CapacityDocument,
@@ -61,7 +63,6 @@ from terrapod.runs.schemas import (
     serialize_plan,
     serialize_run,
 )
-from terrapod.runs.service import RunView
 from terrapod.storage import keys
 from terrapod.storage.base import ObjectNotFound, ObjectStore
 from terrapod.storage.signing import SignedUrlError, UrlSigner
@@ -168,7 +169,7 @@ def _timeframe(value: str | None, *, default_year: bool) -> tuple[datetime | Non
     raise BadRequest("filter[timeframe] must be a year (e.g. 2026) or 'year'")
 
 
-def _filters(request: Request, *, organization: bool) -> service.RunFilter:
+def _filters(request: Request, *, organization: bool) -> queries.RunFilter:
     q = request.query_params
     group = q.get("filter[status_group]") or None
     if group is not None and group not in m.STATUS_GROUPS:
@@ -176,7 +177,7 @@ def _filters(request: Request, *, organization: bool) -> service.RunFilter:
             f"filter[status_group] must be one of {', '.join(sorted(m.STATUS_GROUPS))}"
         )
     since, until = _timeframe(q.get("filter[timeframe]"), default_year=organization)
-    return service.RunFilter(
+    return queries.RunFilter(
         operations=_csv(q.get("filter[operation]"), m.OPERATIONS, "filter[operation]"),
         statuses=_csv(q.get("filter[status]"), m.STATUSES, "filter[status]"),
         sources=_csv(q.get("filter[source]"), m.SOURCES, "filter[source]"),
@@ -239,10 +240,10 @@ async def _run_document(
     request: Request,
     session: SessionDep,
     principal: Principal,
-    ctx: service.RunContext,
+    ctx: RunContext,
     status_code: int = 200,
 ) -> Response:
-    view = (await service.views(session, principal, [ctx.run], ctx.workspace))[0]
+    view = (await queries.views(session, principal, [ctx.run], ctx.workspace))[0]
     included = await _included(request, session, principal, [view])
     return document(serialize_run(view), included=included, status_code=status_code)
 
@@ -293,7 +294,7 @@ async def create_run(request: Request, session: SessionDep, principal: Principal
         org,
         options_from(body.attributes, source=_source(request), configuration_version_id=cv_id),
     )
-    ctx = service.RunContext(run, ws, org)
+    ctx = RunContext(run, ws, org)
     return await _run_document(request, session, principal, ctx, status_code=201)
 
 
@@ -323,10 +324,10 @@ async def list_workspace_runs(
     filters = _filters(request, organization=False)
     ws, org = await workspaces.get(session, principal, workspace_id)
     _limited(request, principal)
-    rows, total = await service.list_in_workspace(
+    rows, total = await queries.list_in_workspace(
         session, principal, ws, org, filters, offset=page.offset, limit=page.size
     )
-    views = await service.views(session, principal, rows, ws)
+    views = await queries.views(session, principal, rows, ws)
     meta, links = pagination(request, page, total)
     included = await _included(request, session, principal, views)
     return document([serialize_run(v) for v in views], included=included, meta=meta, links=links)
@@ -354,10 +355,10 @@ async def list_organization_runs(
     filters = _filters(request, organization=True)
     org = await organizations.get_by_name(session, principal, org_name)
     _limited(request, principal)
-    rows, more = await service.list_in_organization(
+    rows, more = await queries.list_in_organization(
         session, principal, org, filters, offset=page.offset, limit=page.size
     )
-    views = await service.views(session, principal, rows)
+    views = await queries.views(session, principal, rows)
     meta = {
         "pagination": {
             "current-page": page.number,
@@ -382,10 +383,10 @@ async def organization_run_queue(
 ) -> Response:
     page = page_params(request)
     org = await organizations.get_by_name(session, principal, org_name)
-    queued, total, _running = await service.queue_of_organization(
+    queued, total, _running = await queries.queue_of_organization(
         session, principal, org, offset=page.offset, limit=page.size
     )
-    views = await service.views(session, principal, [r for r, _ in queued])
+    views = await queries.views(session, principal, [r for r, _ in queued])
     meta, links = pagination(request, page, total)
     data = [serialize_run(v, position) for v, (_, position) in zip(views, queued, strict=True)]
     return document(data, meta=meta, links=links)
@@ -400,7 +401,7 @@ async def organization_capacity(
     org_name: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     org = await organizations.get_by_name(session, principal, org_name)
-    running, pending = await service.capacity(session, principal, org)
+    running, pending = await queries.capacity(session, principal, org)
     return document(
         resource("organization-capacity", org.name, {"pending": pending, "running": running})
     )
@@ -568,7 +569,7 @@ async def retry_run(
     ctx = await service.get(session, principal, run_id)
     new = await service.retry(session, principal, ctx)
     return await _run_document(
-        request, session, principal, service.RunContext(new, ctx.workspace, ctx.organization), 201
+        request, session, principal, RunContext(new, ctx.workspace, ctx.organization), 201
     )
 
 
@@ -701,7 +702,7 @@ async def list_run_events(
     run_id: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     page = page_params(request)
-    _, rows, total = await service.events_of(
+    _, rows, total = await queries.events_of(
         session, principal, run_id, offset=page.offset, limit=page.size
     )
     meta, links = pagination(request, page, total)
@@ -714,7 +715,7 @@ async def list_run_events(
     responses=responses(200, RunEventDocument, errors=[404]),
 )
 async def show_run_event(event_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
-    return document(serialize_event(await service.event(session, principal, event_id)))
+    return document(serialize_event(await queries.event(session, principal, event_id)))
 
 
 @router.get(

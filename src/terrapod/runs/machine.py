@@ -12,7 +12,7 @@ leads into them until those features arrive (docs/dev/run-lifecycle.md).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from terrapod.errors import Conflict
 from terrapod.runs.models import Run
@@ -179,3 +179,27 @@ def holds_workspace(run: Run) -> bool:
     """Runs that never take the workspace: speculative ones, and saved-plan runs until their
     apply is confirmed."""
     return not run.plan_only
+
+
+def is_discardable(run: Run) -> bool:
+    return (
+        run.status in DISCARDABLE
+        or run.status == PENDING
+        or (run.status == CONFIRMED and run.save_plan)
+    )
+
+
+def is_cancelable(run: Run) -> bool:
+    return (
+        run.status in EXECUTING
+        or run.status in (PLAN_QUEUED, APPLY_QUEUED)
+        or (run.status in (PENDING, CONFIRMED))
+    )
+
+
+def is_force_cancelable(run: Run, now: datetime | None = None) -> bool:
+    return (
+        run.status in EXECUTING
+        and run.force_cancel_available_at is not None
+        and (now or datetime.now(UTC)) >= run.force_cancel_available_at
+    )

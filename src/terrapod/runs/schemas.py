@@ -20,7 +20,7 @@ from terrapod.runs import machine as m
 from terrapod.runs import service
 from terrapod.runs.logs import key_of
 from terrapod.runs.models import Apply, Plan, RunEvent
-from terrapod.runs.service import RunView
+from terrapod.runs.queries import RunView
 
 # (log key of a phase) -> absolute URL that reads it without a token
 LogUrlFor = Callable[[str], str]
@@ -270,10 +270,10 @@ def run_attributes(view: RunView, position: int = 0) -> dict[str, Any]:
     confirmable = run.status in m.CONFIRMABLE and not run.plan_only
     return {
         "actions": {
-            "is-cancelable": service.is_cancelable(run),
+            "is-cancelable": m.is_cancelable(run),
             "is-confirmable": confirmable,
-            "is-discardable": service.is_discardable(run),
-            "is-force-cancelable": service.is_force_cancelable(run),
+            "is-discardable": m.is_discardable(run),
+            "is-force-cancelable": m.is_force_cancelable(run),
         },
         "permissions": view.permissions,
         "status": run.status,

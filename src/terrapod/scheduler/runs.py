@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.db.hooks import run_after_commit
 from terrapod.observability.logging import get_logger
-from terrapod.runs import logs
-from terrapod.runs import service as runs
+from terrapod.runs import jobs, logs, queue
 from terrapod.storage.base import ObjectStore
 
 log = get_logger("terrapod.scheduler")
@@ -70,16 +69,16 @@ class RunHousekeeping:
 
     async def _fail_stale(self) -> None:
         async with self._tx() as session:
-            ended = await runs.fail_stale_jobs(session, self._timeout)
+            ended = await jobs.fail_stale_jobs(session, self._timeout)
         if ended:
             log.warning("runs failed after their agent stopped heartbeating", runs=ended)
 
     async def _advance_waiting(self) -> None:
         async with self._sessionmaker() as session:
-            waiting = await runs.workspaces_waiting(session)
+            waiting = await queue.workspaces_waiting(session)
         for workspace_id in waiting:
             async with self._tx() as session:
-                await runs.advance(session, workspace_id)
+                await queue.advance(session, workspace_id)
 
     async def _archive_leftovers(self) -> None:
         async with self._sessionmaker() as session:

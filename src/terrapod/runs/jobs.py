@@ -1,0 +1,221 @@
+"""What agents report: claiming a job, heartbeats, and a job's end moving its run on.
+
+The agent protocol of DESIGN.md ("Runs"): a job is claimed by exactly one agent, heartbeats
+while it runs, and is failed by the housekeeping sweep when its heartbeats stop. No
+authorization here: the built-in agent calls these for its own jobs, and the listener API
+(agents on other machines) will check the agent's credentials before it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy import update as sql_update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from terrapod.errors import NotFound
+from terrapod.organizations.models import Organization
+from terrapod.runs import logs
+from terrapod.runs import machine as m
+from terrapod.runs.models import Apply, Job, Plan, Run
+from terrapod.runs.queue import (
+    end_phase,
+    end_run,
+    load,
+    publish_run,
+    record_event,
+    set_phase_status,
+    start_apply,
+    utcnow,
+)
+from terrapod.workspaces.models import Workspace
+
+
+@dataclass
+class ClaimedJob:
+    job: Job
+    run: Run
+    workspace: Workspace
+    organization: Organization
+
+
+async def claim_job(session: AsyncSession, agent_id: str) -> ClaimedJob | None:
+    """Claim the oldest queued job for ``agent_id``; exactly one agent wins each job.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take different jobs.
+    SQLite: writers are serialized (BEGIN IMMEDIATE) and the UPDATE is conditional on the
+    job still being queued.
+    """
+    now = utcnow()
+    candidate = (
+        await session.execute(
+            select(Job.id)
+            .where(Job.status == "queued")
+            .order_by(Job.created_at, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).scalar_one_or_none()
+    if candidate is None:
+        return None
+    result = await session.execute(
+        sql_update(Job)
+        .where(Job.id == candidate, Job.status == "queued")
+        .values(status="running", agent_id=agent_id, claimed_at=now, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    job = await session.get(Job, candidate, populate_existing=True)
+    if job is None:
+        return None
+    ctx = await load(session, job.run_id, for_update=True)
+    run = ctx.run
+    if job.phase == "plan":
+        m.move(run, m.PLANNING, now)
+        phase = await set_phase_status(session, run.plan_id, "running", now)
+        record_event(session, run, "planning", f"Plan started on agent {agent_id}")
+    else:
+        m.move(run, m.APPLYING, now)
+        phase = await set_phase_status(session, run.apply_id, "running", now)
+        record_event(session, run, "applying", f"Apply started on agent {agent_id}")
+    await logs.open_(session, phase)
+    publish_run(session, run)
+    return ClaimedJob(job, run, ctx.workspace, ctx.organization)
+
+
+async def heartbeat(session: AsyncSession, job_id: str, agent_id: str) -> str | None:
+    """Record that ``agent_id`` still runs the job; returns what it must do: None (carry
+    on), "cancel" (SIGINT) or "force" (SIGKILL, also when the job is no longer its own)."""
+    job = await session.get(Job, job_id, populate_existing=True)
+    if job is None or job.agent_id != agent_id or job.status != "running":
+        return "force"
+    job.heartbeat_at = utcnow()
+    return job.cancel_requested
+
+
+@dataclass
+class JobOutcome:
+    outcome: str  # finished | errored | canceled
+    error: str | None = None
+    has_changes: bool | None = None
+    additions: int = 0
+    changes: int = 0
+    destructions: int = 0
+    imports: int = 0
+    has_plan_file: bool = False
+    generated_configuration: bool = False
+
+
+async def finish_job(session: AsyncSession, job_id: str, agent_id: str, result: JobOutcome) -> None:
+    """Record a job's end and move its run on: the next phase, a pause for confirmation, or
+    a final status (which releases the workspace and starts the next run)."""
+    job = await session.get(Job, job_id, populate_existing=True, with_for_update=True)
+    if job is None or job.agent_id != agent_id:
+        raise NotFound("job not found")
+    now = utcnow()
+    if job.status != "running":
+        return  # already ended by a force-cancel or the heartbeat sweep; the run has moved on
+    job.status = (
+        result.outcome if result.outcome in ("finished", "errored", "canceled") else "errored"
+    )
+    job.finished_at = now
+    ctx = await load(session, job.run_id, for_update=True)
+    run = ctx.run
+    if run.status in m.FINAL:
+        return
+    if job.phase == "plan":
+        await _plan_finished(session, run, result, now)
+    else:
+        await _apply_finished(session, run, result, now)
+
+
+def _counts(phase: Plan | Apply, result: JobOutcome) -> None:
+    phase.resource_additions = result.additions
+    phase.resource_changes = result.changes
+    phase.resource_destructions = result.destructions
+    phase.resource_imports = result.imports
+
+
+async def _plan_finished(
+    session: AsyncSession, run: Run, result: JobOutcome, now: datetime
+) -> None:
+    if result.outcome != "finished":
+        status = m.CANCELED if result.outcome == "canceled" else m.ERRORED
+        await end_run(session, run, status, now, result.error or f"Plan {result.outcome}")
+        return
+    plan = await session.get(Plan, run.plan_id)
+    if plan is None:
+        raise NotFound(f"{run.plan_id} not found")
+    await end_phase(session, plan, "finished", now)
+    _counts(plan, result)
+    plan.has_changes = result.has_changes
+    plan.has_plan_file = result.has_plan_file
+    plan.generated_configuration = result.generated_configuration
+    run.has_changes = bool(result.has_changes)
+    record_event(session, run, "planned", "Plan finished")
+    if run.plan_only:
+        await end_run(session, run, m.PLANNED_AND_FINISHED, now, "Speculative plan finished")
+        return
+    if not run.has_changes and not run.allow_empty_apply:
+        await end_run(session, run, m.PLANNED_AND_FINISHED, now, "No changes to apply")
+        return
+    if run.save_plan:
+        m.move(run, m.PLANNED_AND_SAVED, now)
+        publish_run(session, run)
+        return
+    if run.auto_apply:
+        m.stamp(run, m.PLANNED, now)
+        await start_apply(session, run, now)
+        return
+    m.move(run, m.PLANNED, now)
+    publish_run(session, run)
+
+
+async def _apply_finished(
+    session: AsyncSession, run: Run, result: JobOutcome, now: datetime
+) -> None:
+    apply = await session.get(Apply, run.apply_id)
+    if apply is None:
+        raise NotFound(f"{run.apply_id} not found")
+    _counts(apply, result)
+    if result.outcome == "finished":
+        await end_phase(session, apply, "finished", now)
+        await end_run(session, run, m.APPLIED, now, "Apply finished")
+        return
+    status = m.CANCELED if result.outcome == "canceled" else m.ERRORED
+    await end_run(session, run, status, now, result.error or f"Apply {result.outcome}")
+
+
+async def fail_stale_jobs(session: AsyncSession, silence: timedelta) -> list[str]:
+    """End the runs of running jobs whose agent stopped heartbeating; returns their run ids."""
+    cutoff = utcnow() - silence
+    stale = (
+        (
+            await session.execute(
+                select(Job)
+                .where(Job.status == "running", Job.heartbeat_at < cutoff)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    ended: list[str] = []
+    now = utcnow()
+    for job in stale:
+        job.status = "errored"
+        job.finished_at = now
+        ctx = await load(session, job.run_id, for_update=True)
+        if ctx.run.status not in m.FINAL:
+            await end_run(
+                session,
+                ctx.run,
+                m.ERRORED,
+                now,
+                f"The agent running the {job.phase} ({job.agent_id}) stopped responding",
+            )
+            ended.append(ctx.run.id)
+    return ended
