@@ -548,3 +548,22 @@ async def test_a_run_waits_for_its_configuration_upload(admin: httpx.AsyncClient
     assert run["attributes"]["status"] == "pending"
     assert (await admin.put(cv["attributes"]["upload-url"], content=tarball())).status_code == 200
     assert await status_of(admin, run["id"]) == "plan_queued"
+
+
+async def test_plan_only_run_may_pick_an_available_terraform_version(
+    admin: httpx.AsyncClient, ws: str
+) -> None:
+    run = await create_run(admin, ws, **{"plan-only": True, "terraform-version": "1.15.5"})
+    assert run["attributes"]["terraform-version"] == "1.15.5"
+    r = await admin.post(
+        "/api/v2/runs",
+        json={
+            "data": {
+                "type": "runs",
+                "attributes": {"plan-only": True, "terraform-version": "0.12.31"},
+                "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}},
+            }
+        },
+    )
+    assert r.status_code == 422
+    assert "0.12.31" in r.json()["errors"][0]["detail"]

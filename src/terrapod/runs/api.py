@@ -41,6 +41,7 @@ from terrapod.jsonapi.pagination import include_params, page_params, pagination
 from terrapod.jsonapi.parsing import parse_resource, read_json, relationship_id
 from terrapod.organizations import service as organizations
 from terrapod.ratelimit import SlidingWindowLimiter
+from terrapod.runner.engines import EngineResolver, EngineUnavailable
 from terrapod.runs import logs, queries, service
 from terrapod.runs import machine as m
 from terrapod.runs.models import Plan
@@ -197,6 +198,14 @@ def _filters(request: Request, *, organization: bool) -> queries.RunFilter:
     )
 
 
+def _check_engine(request: Request, version: str) -> None:
+    """seed 001: a plan-only run's terraform-version must be one the agents can run."""
+    try:
+        EngineResolver(_settings(request).runs.engines).resolve(version)
+    except EngineUnavailable as exc:
+        raise Invalid(str(exc), pointer="/data/attributes/terraform-version") from exc
+
+
 def _source(request: Request) -> str:
     """How the run was queued: by the terraform CLI (cloud block or remote backend) or the API."""
     if request.headers.get("x-terraform-integration") == "cloud":
@@ -286,6 +295,8 @@ async def create_run(request: Request, session: SessionDep, principal: Principal
             "relationships.workspace is required", pointer="/data/relationships/workspace"
         )
     cv_id = relationship_id(body.relationships, "configuration-version", "configuration-versions")
+    if body.attributes.terraform_version is not None:
+        _check_engine(request, body.attributes.terraform_version)
     ws, org = await workspaces.get(session, principal, workspace_id)
     run = await service.create(
         session,
