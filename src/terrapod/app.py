@@ -127,6 +127,8 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
     )
     app.state.housekeeping = housekeeping
     bus.subscribe("logs", housekeeping.on_log_closed)
+    metrics: Metrics = app.state.metrics
+    bus.subscribe("run", lambda p: metrics.run_status_changes.labels(str(p["status"])).inc())
     tasks = [asyncio.create_task(housekeeping.run_forever(), name="run housekeeping")]
     app.state.agent = None
     if settings.runs.builtin_agent:
@@ -139,6 +141,7 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
             concurrency=settings.runs.agent_concurrency,
             workdir_root=settings.runs.work_dir or settings.data_dir / "work",
             engines=EngineResolver(settings.runs.engines),
+            metrics=metrics,
         )
         app.state.agent = agent
 

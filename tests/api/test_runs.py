@@ -567,3 +567,14 @@ async def test_plan_only_run_may_pick_an_available_terraform_version(
     )
     assert r.status_code == 422
     assert "0.12.31" in r.json()["errors"][0]["detail"]
+
+
+async def test_metrics_count_runs_entering_each_status(
+    admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
+) -> None:
+    await create_run(admin, ws, **{"auto-apply": True})
+    await agent.run_phase()
+    await agent.run_phase()
+    text = (await admin.get("/metrics")).text
+    assert 'terrapod_run_status_changes_total{status="applied"} 1.0' in text
+    assert 'terrapod_run_status_changes_total{status="plan_queued"} 1.0' in text

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from terrapod.agent.transport import AgentTransport
 from terrapod.observability.logging import get_logger
+from terrapod.observability.metrics import Metrics
 from terrapod.runner.engines import EngineResolver
 from terrapod.runner.spec import JobControl, JobResult, JobSpec
 
@@ -68,6 +70,7 @@ class Agent:
         engines: EngineResolver,
         heartbeat_seconds: float = 2.0,
         poll_seconds: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.agent_id = agent_id
         self._transport = transport
@@ -79,6 +82,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._running: dict[str, _Running] = {}
         self._stopping = False
+        self._metrics = metrics
 
     def wake(self) -> None:
         """New work may be queued: look now instead of at the next poll."""
@@ -120,6 +124,9 @@ class Agent:
 
     async def _run(self, spec: JobSpec, control: JobControl) -> None:
         log.info("job started", job=spec.job_id, run=spec.run_id, phase=spec.phase)
+        started = time.monotonic()
+        if self._metrics is not None:
+            self._metrics.agent_jobs_running.inc()
         from terrapod.runner.execute import execute
 
         beating = asyncio.create_task(self._heartbeat(spec, control))
@@ -145,6 +152,11 @@ class Agent:
         finally:
             self._running.pop(spec.job_id, None)
             self._wake.set()
+            if self._metrics is not None:
+                self._metrics.agent_jobs_running.dec()
+                self._metrics.agent_job_duration.labels(spec.phase, result.outcome).observe(
+                    time.monotonic() - started
+                )
         log.info("job ended", job=spec.job_id, run=spec.run_id, outcome=result.outcome)
 
     async def _heartbeat(self, spec: JobSpec, control: JobControl) -> None:

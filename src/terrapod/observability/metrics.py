@@ -27,3 +27,21 @@ class Metrics:
         self.build_info = Gauge(
             "terrapod_build_info", "Terrapod version", ["version"], registry=self.registry
         )
+        self.run_status_changes = Counter(
+            "terrapod_run_status_changes_total",
+            "Runs entering each status (final statuses count finished runs)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.agent_jobs_running = Gauge(
+            "terrapod_agent_jobs_running",
+            "Jobs the built-in agent is running now",
+            registry=self.registry,
+        )
+        self.agent_job_duration = Histogram(
+            "terrapod_agent_job_duration_seconds",
+            "Time the built-in agent spent on a job, by phase and outcome",
+            ["phase", "outcome"],
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
