@@ -106,8 +106,8 @@ async def test_entitlements_claim_only_what_terrapod_does(admin: httpx.AsyncClie
     assert r.status_code == 200
     data = r.json()["data"]
     assert data["type"] == "entitlement-sets"
-    # Terrapod does not run plans yet: terraform must fall back to local operations.
-    assert data["attributes"]["operations"] is False
+    # Terrapod runs plans and applies itself; each workspace's execution mode decides.
+    assert data["attributes"]["operations"] is True
     assert data["attributes"]["sentinel"] is False
 
 

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
+from terrapod.configversions import service as configversions
+from terrapod.configversions.models import ARCHIVED as CV_ARCHIVED
 from terrapod.configversions.models import ERRORED as CV_ERRORED
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.db.hooks import Hook, after_commit
@@ -169,20 +171,14 @@ async def _configuration_version(
     session: AsyncSession, principal: Principal, workspace: Workspace, cv_id: str | None
 ) -> ConfigurationVersion:
     if cv_id is None:
-        cv = (
-            await session.execute(
-                select(ConfigurationVersion)
-                .where(ConfigurationVersion.workspace_id == workspace.id)
-                .order_by(ConfigurationVersion.created_at.desc(), ConfigurationVersion.id.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if cv is None:
+        # seed 001: the workspace's most recently used (uploaded) configuration version.
+        latest = await configversions.latest(session, workspace.id)
+        if latest is None:
             raise Invalid(
-                "the workspace has no configuration version; upload one first",
+                "the workspace has no uploaded configuration version; upload one first",
                 pointer="/data/relationships/configuration-version",
             )
-        return cv
+        return latest
     cv = await session.get(ConfigurationVersion, cv_id) if looks_like_id(cv_id, "cv") else None
     source_ws = await session.get(Workspace, cv.workspace_id) if cv is not None else None
     # A configuration version of another workspace of the same organization may be promoted
@@ -200,6 +196,12 @@ async def _configuration_version(
         )
     ):
         raise NotFound("configuration version not found")
+    if cv.status == CV_ARCHIVED:
+        raise Invalid(
+            f"configuration version {cv.id} is archived; its configuration was discarded",
+            pointer="/data/relationships/configuration-version",
+        )
+    # A pending one is fine: the run waits for its upload (terrapod.runs.queue.advance).
     return cv
 
 
@@ -279,6 +281,7 @@ async def create(
     session.add(Plan(id=run.plan_id, run_id=run.id, status="pending", status_timestamps={}))
     session.add(Apply(id=run.apply_id, run_id=run.id, status="pending", status_timestamps={}))
     workspace.latest_run_id = run.id
+    await configversions.mark_used(session, cv, workspace.id)
     await session.flush()
     record_event(session, run, "queued", "Run queued", principal.user_id)
     publish_run(session, run)
