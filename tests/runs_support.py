@@ -43,7 +43,11 @@ async def make_workspace(client: httpx.AsyncClient, name: str, **attrs: Any) -> 
 
 
 async def upload_configuration(
-    client: httpx.AsyncClient, workspace_id: str, *, speculative: bool = False
+    client: httpx.AsyncClient,
+    workspace_id: str,
+    *,
+    speculative: bool = False,
+    provisional: bool = False,
 ) -> str:
     """A configuration version with an uploaded tarball (auto-queue-runs off)."""
     r = await client.post(
@@ -51,7 +55,11 @@ async def upload_configuration(
         json={
             "data": {
                 "type": "configuration-versions",
-                "attributes": {"auto-queue-runs": False, "speculative": speculative},
+                "attributes": {
+                    "auto-queue-runs": False,
+                    "speculative": speculative,
+                    "provisional": provisional,
+                },
             }
         },
     )

@@ -578,3 +578,24 @@ async def test_metrics_count_runs_entering_each_status(
     text = (await admin.get("/metrics")).text
     assert 'terrapod_run_status_changes_total{status="applied"} 1.0' in text
     assert 'terrapod_run_status_changes_total{status="plan_queued"} 1.0' in text
+
+
+async def test_a_provisional_configuration_becomes_current_only_when_its_run_applies(
+    admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
+) -> None:
+    def cv_of(run: dict[str, object]) -> str:
+        rel = run["relationships"]
+        assert isinstance(rel, dict)
+        return str(rel["configuration-version"]["data"]["id"])
+
+    current = cv_of(await create_run(admin, ws, **{"plan-only": True}))
+    provisional = await upload_configuration(admin, ws, provisional=True)
+    saved = await create_run(admin, ws, provisional, **{"save-plan": True})
+    await agent.run_phase()  # the speculative run
+    await agent.run_phase()  # the saved plan: planned_and_saved
+    assert cv_of(await create_run(admin, ws, **{"plan-only": True})) == current
+    assert (await admin.post(f"/api/v2/runs/{saved['id']}/actions/apply")).status_code == 202
+    await agent.run_phase()  # the speculative run queued above
+    await agent.run_phase()  # the saved plan's apply
+    assert await status_of(admin, saved["id"]) == "applied"
+    assert cv_of(await create_run(admin, ws, **{"plan-only": True})) == provisional

@@ -204,6 +204,10 @@ async def latest(session: AsyncSession, workspace_id: str) -> ConfigurationVersi
             .where(
                 ConfigurationVersion.workspace_id == workspace_id,
                 ConfigurationVersion.status == UPLOADED,
+                # Speculative versions are never current; provisional ones only once a run
+                # that used them was applied (promote()).
+                ConfigurationVersion.speculative.is_(False),
+                ConfigurationVersion.provisional.is_(False),
             )
             .order_by(
                 ConfigurationVersion.updated_at.desc(),
@@ -244,6 +248,15 @@ async def mark_used(session: AsyncSession, cv: ConfigurationVersion, workspace_i
     if cv.workspace_id == workspace_id and cv.status == UPLOADED:
         cv.updated_at = _now()
         await session.flush()
+
+
+async def promote(session: AsyncSession, cv: ConfigurationVersion, workspace_id: str) -> None:
+    """A run that used ``cv`` was applied: a provisional version becomes an ordinary one and
+    the workspace's latest (TFE: "if the associated run is applied, it then becomes the
+    current configuration version")."""
+    if cv.provisional:
+        cv.provisional = False
+    await mark_used(session, cv, workspace_id)
 
 
 async def open_tarball(

@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from terrapod.configversions import service as configversions
+from terrapod.configversions.models import ConfigurationVersion
 from terrapod.errors import NotFound
 from terrapod.organizations.models import Organization
 from terrapod.runs import logs
@@ -183,6 +185,13 @@ async def _apply_finished(
     _counts(apply, result)
     if result.outcome == "finished":
         await end_phase(session, apply, "finished", now)
+        cv = (
+            await session.get(ConfigurationVersion, run.configuration_version_id)
+            if run.configuration_version_id
+            else None
+        )
+        if cv is not None:
+            await configversions.promote(session, cv, run.workspace_id)
         await end_run(session, run, m.APPLIED, now, "Apply finished")
         return
     status = m.CANCELED if result.outcome == "canceled" else m.ERRORED
