@@ -33,7 +33,12 @@ def migrated_settings(backend: str, tmp_path_factory: pytest.TempPathFactory) ->
             # real execution is proven end to end against a real server (tests/e2e).
             # Run-event streams end quickly so in-process clients (which read whole bodies)
             # get an answer.
-            runs={"builtin_agent": False, "event_stream_seconds": 0.5},
+            # Housekeeping sweeps once at start-up only, so query counts are not disturbed.
+            runs={
+                "builtin_agent": False,
+                "event_stream_seconds": 0.5,
+                "housekeeping_seconds": 3600,
+            },
         )
         upgrade(settings)
         yield settings

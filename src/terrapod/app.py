@@ -110,7 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await app.state.housekeeping.close()
+        await app.state.housekeeping.idle()
         await _flush_token_usage(app)
         await app.state.object_store.close()
         await engine.dispose()
@@ -124,6 +124,7 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
         app.state.sessionmaker,
         app.state.object_store,
         heartbeat_timeout=timedelta(seconds=settings.runs.heartbeat_timeout_seconds),
+        interval_seconds=settings.runs.housekeeping_seconds,
     )
     app.state.housekeeping = housekeeping
     bus.subscribe("logs", housekeeping.on_log_closed)

@@ -117,6 +117,12 @@ class RunSettings(BaseModel):
         ge=1024,
         description="Largest configuration a tarball may unpack to",
     )
+    housekeeping_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often stale jobs are failed, waiting runs re-checked and logs archived",
+    )
     event_stream_seconds: float = Field(
         default=300.0,
         gt=0,

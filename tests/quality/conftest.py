@@ -126,8 +126,9 @@ async def world(app: FastAPI, admin: httpx.AsyncClient) -> World:  # noqa: F811
 def values_for(route: Route, values: dict[str, str]) -> dict[str, str]:
     """``{name}`` is the workspace name under /organizations/{org_name}/workspaces/; routes
     that refuse a workspace with resources (safe-delete) get an empty one."""
-    if route.extra.get("run"):  # an action needs a run in its own state
-        values = {**values, "run_id": values[route.extra["run"]]}
+    # A route may need another object of the world than the default (a run in its own state).
+    for name, instead in route.extra.get("use", {}).items():
+        values = {**values, name: values[instead]}
     if route.extra.get("empty_workspace"):
         values = {**values, "workspace_id": values["empty_workspace_id"], "workspace_name": "third"}
     if "{org_name}" in route.path:

@@ -105,7 +105,8 @@ class RunHousekeeping:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
-        for task in list(self._tasks):
+    async def idle(self) -> None:
+        """Wait until the background work started so far (log archiving) is done."""
+        while self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await next(iter(self._tasks))
