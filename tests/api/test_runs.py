@@ -599,3 +599,41 @@ async def test_a_provisional_configuration_becomes_current_only_when_its_run_app
     await agent.run_phase()  # the saved plan's apply
     assert await status_of(admin, saved["id"]) == "applied"
     assert cv_of(await create_run(admin, ws, **{"plan-only": True})) == provisional
+
+
+async def test_a_job_whose_variables_cannot_be_decrypted_errors_instead_of_looping(
+    app: FastAPI, admin: httpx.AsyncClient, ws: str
+) -> None:
+    from terrapod.agent.local import LocalTransport
+    from terrapod.variables.models import Variable
+
+    r = await admin.post(
+        f"/api/v2/workspaces/{ws}/vars",
+        json={
+            "data": {
+                "type": "vars",
+                "attributes": {
+                    "key": "secret",
+                    "value": "s3cret",
+                    "category": "terraform",
+                    "sensitive": True,
+                },
+            }
+        },
+    )
+    assert r.status_code == 201, r.text
+    async with app.state.sessionmaker() as session:
+        variable = await session.get(Variable, r.json()["data"]["id"])
+        assert variable is not None
+        variable.value_encrypted = "v1:" + "A" * 40  # as if the secret key had changed
+        await session.commit()
+    run = await create_run(admin, ws)
+    transport = LocalTransport(
+        app.state.sessionmaker, app.state.object_store, app.state.secret_box, app.state.settings
+    )
+    assert await transport.claim("builtin-test") is None
+    assert await status_of(admin, run["id"]) == "errored"
+    plan = (await admin.get(f"/api/v2/runs/{run['id']}/plan")).json()["data"]
+    log = (await admin.get(plan["attributes"]["log-read-url"])).content
+    assert b"secret" in log
+    assert b"s3cret" not in log

@@ -68,6 +68,18 @@ WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
     Action.WS_FORCE_UNLOCK: Level.ADMIN,
 }
 
+# What a run's own credential may do in its workspace: its state, nothing else (not its
+# variables, settings or runs).
+RUN_TOKEN_ACTIONS = frozenset(
+    {
+        Action.WS_READ,
+        Action.WS_READ_STATE,
+        Action.WS_READ_STATE_OUTPUTS,
+        Action.WS_LOCK,
+        Action.WS_CREATE_STATE,
+    }
+)
+
 # Organization role -> level on every workspace of the organization. Members get write so a
 # team can use terraform without per-workspace grants (documented in docs/permissions.md);
 # finer grants arrive with teams and role assignments.
@@ -84,7 +96,8 @@ def workspace_level(
     "creator becomes owner"), so a member whose terraform creates a workspace can also set
     its terraform-version, as the CLI does right after creating it."""
     if principal.workspace_id is not None:
-        # A run token reaches its own workspace only, and only to read and write state.
+        # A run token reaches its own workspace only (and _workspace_verdict limits it to
+        # reading and writing state).
         return Level.WRITE if principal.workspace_id == workspace_id else Level.NONE
     role = org_role(principal, organization_id)
     if not role:
@@ -146,6 +159,8 @@ def _workspace_verdict(
 ) -> bool | None:
     if organization_id is None or workspace_id is None:
         raise ValueError(f"{action} needs an organization and a workspace")
+    if principal.workspace_id is not None and action not in RUN_TOKEN_ACTIONS:
+        return None
     level = workspace_level(principal, organization_id, workspace_id, creator_id)
     return None if level is Level.NONE else level >= WORKSPACE_ACTION_LEVEL[action]
 

@@ -74,16 +74,25 @@ class LocalTransport:
             await run_after_commit(session)
 
     async def claim(self, agent_id: str) -> JobSpec | None:
-        async with self._tx() as session:
-            claimed = await jobs.claim_job(session, agent_id)
-            if claimed is None:
-                return None
-            variables = await values_for_run(session, self._box, claimed.workspace.id)
-            spec = _spec(claimed, variables, self._settings)
-            self._jobs[spec.job_id] = _JobRefs(
+        while True:
+            async with self._tx() as session:
+                claimed = await jobs.claim_job(session, agent_id)
+                if claimed is None:
+                    return None
+            refs = _JobRefs(
                 claimed.run.id, claimed.workspace.id, claimed.run.configuration_version_id
             )
-            return spec
+            spec = _spec(claimed, [], self._settings)
+            self._jobs[spec.job_id] = refs
+            try:
+                async with self._sessionmaker() as session:
+                    variables = await values_for_run(session, self._box, refs.workspace_id)
+            except DomainError as exc:
+                # The job is claimed: end it with the reason instead of claiming it forever.
+                await self.write_log(spec, f"{exc.detail}\n".encode())
+                await self.finish(spec, agent_id, JobResult(outcome="errored", error=exc.detail))
+                continue
+            return _spec(claimed, variables, self._settings)
 
     async def heartbeat(self, spec: JobSpec, agent_id: str) -> str | None:
         async with self._tx() as session:
