@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from terrapod.db.engine import WRITE_OPTION
-from terrapod.db.hooks import run_after_commit
+from terrapod.db.transactions import write_transaction
 from terrapod.runs import jobs as runs
 from terrapod.runs import logs
 from terrapod.runs.models import Run
@@ -109,12 +108,8 @@ class ProtocolAgent:
         self.agent_id = agent_id
 
     async def _tx(self, work: Any) -> Any:
-        async with self.app.state.sessionmaker() as session:
-            await session.connection(execution_options={WRITE_OPTION: True})
-            result = await work(session)
-            await session.commit()
-            await run_after_commit(session)
-            return result
+        async with write_transaction(self.app.state.sessionmaker) as session:
+            return await work(session)
 
     async def claim(self) -> Claimed | None:
         async def work(session: Any) -> Claimed | None:

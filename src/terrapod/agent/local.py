@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from terrapod.access.principal import Principal
 from terrapod.config import Settings
 from terrapod.crypto import SecretBox
-from terrapod.db.engine import WRITE_OPTION
-from terrapod.db.hooks import run_after_commit
+from terrapod.db.transactions import write_transaction
 from terrapod.errors import DomainError
 from terrapod.observability.logging import get_logger
 from terrapod.organizations.models import Organization
@@ -61,17 +60,8 @@ class LocalTransport:
         self._settings = settings
         self._jobs: dict[str, _JobRefs] = {}
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessionmaker() as session:
-            await session.connection(execution_options={WRITE_OPTION: True})
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            await run_after_commit(session)
+    def _tx(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return write_transaction(self._sessionmaker)
 
     async def claim(self, agent_id: str) -> JobSpec | None:
         while True:

@@ -20,8 +20,7 @@ from terrapod.configversions.schemas import (
     serialize,
 )
 from terrapod.configversions.service import CreateRequest
-from terrapod.db.engine import WRITE_OPTION
-from terrapod.db.hooks import run_after_commit
+from terrapod.db.transactions import write_transaction
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.jsonapi.documents import document
 from terrapod.jsonapi.models import (
@@ -194,14 +193,11 @@ async def upload_hook(request: Request, info: ObjectInfo) -> None:
     limits = service.archive_limits(request.app.state.settings.runs)
     inspection = await service.inspect_upload(store, info, limits)
     refused: service.TarballRefused | None = None
-    async with request.app.state.sessionmaker() as session:
-        await session.connection(execution_options={WRITE_OPTION: True})
+    async with write_transaction(request.app.state.sessionmaker) as session:
         try:
             await service.tarball_uploaded(session, store, info, inspection)
         except service.TarballRefused as exc:
             refused = exc  # the errored status must stick although the upload fails
-        await session.commit()
-    await run_after_commit(session)
     if refused is not None:
         raise refused
 

@@ -41,35 +41,24 @@ class RunFilter:
     include_plan_only: bool = True
 
 
+# seed 001's operations, each a flag of the run; a run's operation is its first flag that is
+# set in this order (machine.operation), plan_and_apply when none is.
+_OPERATION_FLAGS = (
+    ("plan_only", Run.plan_only),
+    ("save_plan", Run.save_plan),
+    ("refresh_only", Run.refresh_only),
+    ("destroy", Run.is_destroy),
+    ("empty_apply", Run.allow_empty_apply),
+)
+
+
 def _operation_condition(op: str) -> Any:
-    conditions = {
-        "plan_only": Run.plan_only.is_(True),
-        "save_plan": and_(Run.plan_only.is_(False), Run.save_plan.is_(True)),
-        "refresh_only": and_(
-            Run.plan_only.is_(False), Run.save_plan.is_(False), Run.refresh_only.is_(True)
-        ),
-        "destroy": and_(
-            Run.plan_only.is_(False),
-            Run.save_plan.is_(False),
-            Run.refresh_only.is_(False),
-            Run.is_destroy.is_(True),
-        ),
-        "empty_apply": and_(
-            Run.plan_only.is_(False),
-            Run.save_plan.is_(False),
-            Run.refresh_only.is_(False),
-            Run.is_destroy.is_(False),
-            Run.allow_empty_apply.is_(True),
-        ),
-        "plan_and_apply": and_(
-            Run.plan_only.is_(False),
-            Run.save_plan.is_(False),
-            Run.refresh_only.is_(False),
-            Run.is_destroy.is_(False),
-            Run.allow_empty_apply.is_(False),
-        ),
-    }
-    return conditions[op]
+    conditions: list[Any] = []
+    for name, flag in _OPERATION_FLAGS:
+        if name == op:
+            return and_(*conditions, flag.is_(True))
+        conditions.append(flag.is_(False))
+    return and_(*conditions)  # plan_and_apply
 
 
 def _like(text: str) -> str:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from terrapod.db.engine import WRITE_OPTION
-from terrapod.db.hooks import run_after_commit
+from terrapod.db.transactions import write_transaction
 from terrapod.observability.logging import get_logger
 from terrapod.runs import jobs, logs, queue
 from terrapod.storage.base import ObjectStore
@@ -43,17 +42,8 @@ class RunHousekeeping:
         self._interval = interval_seconds
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessionmaker() as session:
-            await session.connection(execution_options={WRITE_OPTION: True})
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            await run_after_commit(session)
+    def _tx(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return write_transaction(self._sessionmaker)
 
     async def run_forever(self) -> None:
         while True:
