@@ -38,6 +38,7 @@ from terrapod.runner.planjson import (
     without_sensitive_variables,
 )
 from terrapod.runner.process import EngineCommands
+from terrapod.runner.schema_cache import SchemaCache
 from terrapod.runner.spec import JobControl, JobIO, JobResult, JobSpec
 from terrapod.runner.workdir import (
     InvalidJob,
@@ -51,6 +52,8 @@ __all__ = ["discard_workdir", "execute"]
 
 log = get_logger("terrapod.runner")
 
+# Under the work root, beside the runs' directories (run ids start with "run-").
+SCHEMA_CACHE_DIR = "provider-schemas"
 # How often a running apply's state file is checked for a new version.
 STATE_POLL_SECONDS = 0.25
 _GO_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "i386": "386", "i686": "386"}
@@ -146,16 +149,7 @@ class _Job:
             await self._prepare(await self.io.fetch_state())
             write_variable_files(self.module, spec)
             await self._engine("plan", self._plan_args())
-            # Both only read; running them side by side saves one engine start.
-            shown, schemas = await asyncio.gather(
-                self._capture("show", "-json", str(self.dir.plan)),
-                self._capture("providers", "schema", "-json"),
-                return_exceptions=True,
-            )
-            if isinstance(shown, BaseException):
-                raise shown
-            if isinstance(schemas, BaseException):
-                raise schemas
+            shown, schemas = await self._plan_and_schemas()
             # Plans can be large: decoding and rewriting them stays off the event loop.
             summary, plan_json, redacted_json = await asyncio.to_thread(
                 _plan_documents, spec, shown, schemas
@@ -175,6 +169,27 @@ class _Job:
         finally:
             if not keep:
                 self.dir.discard()
+
+    async def _plan_and_schemas(self) -> tuple[bytes, bytes]:
+        """``show -json`` of the plan, and the provider schemas: from the cache when this
+        engine has served the same providers before, else asked for side by side (both only
+        read, so running them together saves one engine start of wall time)."""
+        cache = SchemaCache(self.dir.root.parent / SCHEMA_CACHE_DIR)
+        key = cache.key(self.engine, self.module)
+        cached = cache.get(key)
+        if cached is not None:
+            return await self._capture("show", "-json", str(self.dir.plan)), cached
+        shown, schemas = await asyncio.gather(
+            self._capture("show", "-json", str(self.dir.plan)),
+            self._capture("providers", "schema", "-json"),
+            return_exceptions=True,
+        )
+        if isinstance(shown, BaseException):
+            raise shown
+        if isinstance(schemas, BaseException):
+            raise schemas
+        cache.put(key, schemas)
+        return shown, schemas
 
     async def apply(self) -> JobResult:
         try:
