@@ -98,9 +98,12 @@ async def get_by_phase(
     session: AsyncSession, principal: Principal, phase_id: str
 ) -> tuple[RunContext, Plan | Apply]:
     """A plan or an apply (by its id) and its run, after checking read access."""
-    phase = await logs.load_phase(session, phase_id) if "-" in phase_id else None
-    if phase is None or not looks_like_id(phase_id, phase_id.split("-", maxsplit=1)[0]):
+    prefix = phase_id.split("-", maxsplit=1)[0]
+    if prefix not in ("plan", "apply") or not looks_like_id(phase_id, prefix):
         raise NotFound("plan or apply not found")
+    phase = await logs.load_phase(session, phase_id)
+    if phase is None:
+        raise NotFound(f"{prefix} not found")
     ctx = await get(session, principal, phase.run_id)
     return ctx, phase
 
@@ -294,6 +297,8 @@ async def retry(session: AsyncSession, principal: Principal, ctx: RunContext) ->
     run = ctx.run
     if run.status not in m.FINAL:
         raise Conflict(f"only a finished run can be retried; run {run.id} is {run.status}")
+    if run.configuration_version_id is None:
+        raise Conflict(f"run {run.id}'s configuration version no longer exists; queue a new run")
     options = RunOptions(
         message=run.message,
         is_destroy=run.is_destroy,
