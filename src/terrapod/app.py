@@ -140,7 +140,8 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
             transport,
             agent_id=f"builtin-{socket.gethostname()}-{os.getpid()}",
             concurrency=settings.runs.agent_concurrency,
-            workdir_root=settings.runs.work_dir or settings.data_dir / "work",
+            # Absolute: the engine runs with the module directory as its working directory.
+            workdir_root=(settings.runs.work_dir or settings.data_dir / "work").resolve(),
             engines=EngineResolver(settings.runs.engines),
             metrics=metrics,
         )

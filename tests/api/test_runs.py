@@ -515,6 +515,9 @@ async def test_a_person_unlocking_the_workspace_starts_the_waiting_run(
     assert (await admin.post(f"/api/v2/workspaces/{ws}/actions/lock")).status_code == 200
     run = await create_run(admin, ws)
     assert run["attributes"]["status"] == "pending"
+    # The CLI reads the waiting run as the current run to say the workspace is locked by hand.
+    workspace = (await admin.get(f"/api/v2/workspaces/{ws}")).json()["data"]
+    assert workspace["relationships"]["current-run"]["data"]["id"] == run["id"]
     assert (await admin.post(f"/api/v2/workspaces/{ws}/actions/unlock")).status_code == 200
     assert await status_of(admin, run["id"]) == "plan_queued"
 
@@ -637,3 +640,74 @@ async def test_a_job_whose_variables_cannot_be_decrypted_errors_instead_of_loopi
     log = (await admin.get(plan["attributes"]["log-read-url"])).content
     assert b"secret" in log
     assert b"s3cret" not in log
+
+
+async def test_a_planned_run_whose_workspace_was_force_unlocked_cannot_be_applied(
+    admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
+) -> None:
+    run = await create_run(admin, ws)
+    await agent.run_phase()
+    assert (await admin.post(f"/api/v2/workspaces/{ws}/actions/force-unlock")).status_code == 200
+    r = await admin.post(f"/api/v2/runs/{run['id']}/actions/apply")
+    assert r.status_code == 409
+    assert "force-unlocked" in r.text
+    assert (await admin.post(f"/api/v2/runs/{run['id']}/actions/discard")).status_code == 202
+
+
+async def test_a_workspace_that_forbids_destroy_plans_refuses_them(
+    admin: httpx.AsyncClient, ws: str
+) -> None:
+    r = await admin.patch(
+        f"/api/v2/workspaces/{ws}",
+        json={"data": {"type": "workspaces", "attributes": {"allow-destroy-plan": False}}},
+    )
+    assert r.status_code == 200
+    r = await admin.post(
+        "/api/v2/runs",
+        json={
+            "data": {
+                "type": "runs",
+                "attributes": {"is-destroy": True, "plan-only": True},
+                "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}},
+            }
+        },
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/is-destroy"
+
+
+async def test_refusals_name_what_is_missing(
+    app: FastAPI, ws: str, admin: httpx.AsyncClient
+) -> None:
+    member = await make_user(app, organization="default", role="member")
+    run = await create_run(admin, ws)
+    async with member.client(app) as client:
+        r = await client.post(f"/api/v2/runs/{run['id']}/actions/force-cancel")
+        assert r.status_code == 403
+        assert "force-cancel runs in this workspace" in r.text
+
+
+async def test_organization_tokens_cannot_queue_runs_through_an_upload(
+    admin: httpx.AsyncClient, ws: str
+) -> None:
+    token = (await admin.post("/api/v2/organizations/default/authentication-token")).json()["data"][
+        "attributes"
+    ]["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    r = await admin.post(
+        f"/api/v2/workspaces/{ws}/configuration-versions",
+        headers=headers,
+        json={"data": {"type": "configuration-versions", "attributes": {}}},
+    )
+    assert r.status_code == 403
+    r = await admin.post(
+        "/api/v2/runs",
+        headers=headers,
+        json={
+            "data": {
+                "type": "runs",
+                "relationships": {"workspace": {"data": {"type": "workspaces", "id": ws}}},
+            }
+        },
+    )
+    assert r.status_code == 403

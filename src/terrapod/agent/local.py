@@ -194,7 +194,9 @@ def _spec(claimed: jobs.ClaimedJob, variables: list[VariableValue], settings: Se
         debugging_mode=run.debugging_mode,
         plan_only=run.plan_only,
         allow_empty_apply=run.allow_empty_apply,
-        structured_output=ws.structured_run_output_enabled,
+        # The cloud {} block renders Terraform's JSON log lines; backend "remote" (source
+        # "terraform") prints log lines as they are, so it gets Terraform's text output.
+        structured_output=ws.structured_run_output_enabled and run.source != "terraform",
         variables=tuple(
             Variable(
                 key=v.key,
@@ -207,4 +209,5 @@ def _spec(claimed: jobs.ClaimedJob, variables: list[VariableValue], settings: Se
         ),
         run_variables=tuple((v["key"], v["value"]) for v in run.variables),
         timeout_seconds=settings.runs.job_timeout_seconds,
+        max_configuration_bytes=settings.runs.max_configuration_bytes,
     )

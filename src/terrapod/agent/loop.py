@@ -84,6 +84,10 @@ class Agent:
         self._stopping = False
         self._metrics = metrics
 
+    @property
+    def workdir_root(self) -> Path:
+        return self._workdir_root
+
     def wake(self) -> None:
         """New work may be queued: look now instead of at the next poll."""
         self._wake.set()

@@ -52,7 +52,7 @@ from terrapod.configversions.models import (
 )
 from terrapod.db.hooks import Hook, after_commit, fire
 from terrapod.db.ids import looks_like_id, new_id
-from terrapod.errors import Conflict, Invalid, NotFound
+from terrapod.errors import Conflict, Forbidden, Invalid, NotFound
 from terrapod.observability.logging import get_logger
 from terrapod.organizations.models import Organization
 from terrapod.storage import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStream, keys
@@ -284,8 +284,14 @@ async def create(
     org: Organization,
     req: CreateRequest,
 ) -> ConfigurationVersion:
-    """A pending version waiting for its tarball. Needs plan access ("queue plans" in TFE)."""
+    """A pending version waiting for its tarball. Needs plan access ("queue plans" in TFE);
+    organization tokens are refused, as in TFE (an upload may queue a run, and runs are
+    queued by people or teams)."""
     _authorize(principal, Action.WS_QUEUE_RUN, ws, org, "workspace")
+    if principal.kind == "organization":
+        raise Forbidden(
+            "organization tokens cannot create configuration versions; use a user or team token"
+        )
     now = _now()
     cv = ConfigurationVersion(
         id=new_id("cv"),

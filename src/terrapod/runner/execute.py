@@ -76,6 +76,9 @@ async def execute(
     ``canceled``, with the reason in the log and in :attr:`JobResult.error`. Exceptions from
     ``io`` propagate (the job's directory is removed unless a finished plan kept it).
     """
+    if not workdir_root.is_absolute():
+        # Paths handed to the engine must not depend on its working directory.
+        raise ValueError(f"workdir_root must be absolute, not {workdir_root}")
     log = LogMasker((v.value for v in spec.variables if v.sensitive), io.write_log)
     try:
         try:
@@ -224,7 +227,8 @@ class _Job:
         tarball = self.dir.root / "configuration.tar.gz"
         await self.io.fetch_configuration(tarball)
         try:
-            await asyncio.to_thread(extract_tarball, tarball, self.dir.config, ArchiveLimits())
+            limits = ArchiveLimits(max_total_bytes=self.spec.max_configuration_bytes)
+            await asyncio.to_thread(extract_tarball, tarball, self.dir.config, limits)
         finally:
             tarball.unlink()
         self.module = self.dir.module_dir(self.spec.working_directory)

@@ -59,6 +59,9 @@ class JobSpec:
     run_variables: tuple[tuple[str, str], ...] = ()
     """``(key, HCL literal)`` pairs given with the run; they win over workspace variables."""
     timeout_seconds: int = 3600
+    max_configuration_bytes: int = 512 * 1024**2
+    """The most the configuration may unpack to (the server checked the upload against the
+    same setting)."""
 
 
 class JobIO(Protocol):

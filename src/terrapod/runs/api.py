@@ -23,7 +23,7 @@ from terrapod.config import Settings
 from terrapod.configversions import schemas as cv_schemas
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.deps import PrincipalDep, SessionDep, base_url
-from terrapod.errors import BadRequest, Invalid, NotFound
+from terrapod.errors import BadRequest, Forbidden, Invalid, NotFound
 from terrapod.events.bus import EventBus
 from terrapod.jsonapi.documents import document, resource
 from terrapod.jsonapi.errors import error_response
@@ -654,7 +654,13 @@ async def _plan_json(
         raise NotFound("plan not found")
     if not redacted:
         # TFE: the unredacted JSON plan needs admin access to the workspace.
-        await service.get(session, principal, ctx.run.id, Action.WS_UPDATE)
+        try:
+            await service.get(session, principal, ctx.run.id, Action.WS_UPDATE)
+        except Forbidden as exc:
+            raise Forbidden(
+                "the unredacted JSON plan needs admin access to the workspace; "
+                "json-output-redacted needs read access"
+            ) from exc
     if not phase.has_plan_file:
         raise NotFound("the plan has no JSON output (it has not finished)")
     key = keys.plan_json_redacted(ctx.run.id) if redacted else keys.plan_json(ctx.run.id)

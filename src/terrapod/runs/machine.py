@@ -175,12 +175,6 @@ def operation(run: Run) -> str:
     return "plan_and_apply"
 
 
-def holds_workspace(run: Run) -> bool:
-    """Runs that never take the workspace: speculative ones, and saved-plan runs until their
-    apply is confirmed."""
-    return not run.plan_only
-
-
 def is_discardable(run: Run) -> bool:
     return (
         run.status in DISCARDABLE

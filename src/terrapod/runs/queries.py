@@ -201,8 +201,10 @@ async def queue_of_organization(
         .scalars()
         .all()
     )
-    # position-in-queue counts the runs that must start first, the running ones included, so
-    # the CLI's "Waiting for N queued run(s)" (position - running) is the number ahead.
+    # position-in-queue counts the jobs that start before this one, the running ones included
+    # (position - running is the number of queued runs ahead). The CLI only asks while a run
+    # is pending, and Terrapod's runs leave pending as soon as their workspace is free, so
+    # the CLI's "Waiting for N queued run(s)" message does not appear; API clients use it.
     return [(r, running + offset + i) for i, r in enumerate(rows)], queued, running
 
 

@@ -225,6 +225,14 @@ async def advance(session: AsyncSession, workspace_id: str) -> None:
     if next_run is None or not await _configuration_ready(session, next_run, now):
         return
     if not await _take_workspace(session, workspace_id, next_run, now):
+        # Held by a person: the waiting run becomes the current run, which is how the CLI
+        # knows to say "Waiting for the manually locked workspace to be unlocked".
+        await session.execute(
+            sql_update(Workspace)
+            .where(Workspace.id == workspace_id, Workspace.locked_by_kind != "runs")
+            .values(current_run_id=next_run.id)
+            .execution_options(synchronize_session=False)
+        )
         return
     if next_run.status == m.PENDING:
         await start_plan(session, next_run, now)

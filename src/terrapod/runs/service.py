@@ -58,14 +58,14 @@ def _pointer(attribute: str) -> str:
 # -- looking runs up -----------------------------------------------------------------------
 
 
-def _authorize(principal: Principal, action: Action, ctx: RunContext) -> None:
+def _authorize(principal: Principal, action: Action, ctx: RunContext, what: str) -> None:
     authorize(
         principal,
         action,
         organization_id=ctx.organization.id,
         workspace_id=ctx.workspace.id,
         workspace_creator=ctx.workspace.created_by_id,
-        what="run",
+        what=what,
     )
 
 
@@ -89,8 +89,12 @@ async def get(
     *,
     for_update: bool = False,
 ) -> RunContext:
+    """The run, if ``principal`` may see it (else NotFound) and do ``action`` in its
+    workspace (else Forbidden, naming the workspace)."""
     ctx = await load(session, run_id, for_update=for_update)
-    _authorize(principal, action, ctx)
+    _authorize(principal, Action.WS_READ, ctx, "run")
+    if action is not Action.WS_READ:
+        _authorize(principal, action, ctx, "workspace")
     return ctx
 
 
@@ -242,6 +246,11 @@ async def create(
             f"workspace {workspace.name} uses local execution; set its execution-mode to "
             "remote to run plans in Terrapod"
         )
+    if options.is_destroy and not workspace.allow_destroy_plan:
+        raise Invalid(
+            f"workspace {workspace.name} does not allow destroy plans (allow-destroy-plan)",
+            pointer=_pointer("is-destroy"),
+        )
     if options.terraform_version is not None and not plan_only:
         raise Invalid(
             "terraform-version can only be set for plan-only runs",
@@ -336,6 +345,14 @@ async def apply(
     if run.plan_only or run.status not in m.CONFIRMABLE:
         raise Conflict(
             f"run {run.id} is {run.status}, not paused for confirmation; apply not allowed"
+        )
+    ws = ctx.workspace
+    if not run.save_plan and (ws.locked_by_kind, ws.locked_by_id) != ("runs", run.id):
+        # Someone force-unlocked the workspace since the plan: its state may have moved on,
+        # and the apply could not save what it changes.
+        raise Conflict(
+            f"run {run.id} no longer holds workspace {ws.name} (it was force-unlocked); "
+            "discard it and queue a new run"
         )
     now = utcnow()
     m.move(run, m.CONFIRMED, now)

@@ -1,0 +1,23 @@
+"""The built-in agent started by the application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from terrapod.app import create_app
+from terrapod.config import RunSettings, Settings
+
+
+async def test_a_relative_work_dir_is_made_absolute(
+    migrated_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terraform runs with the module directory as its working directory, so every path the
+    runner hands it must be absolute (``make serve`` uses the relative ``data``)."""
+    monkeypatch.chdir(tmp_path)
+    expected = tmp_path.resolve() / "work"
+    runs = RunSettings(builtin_agent=True, work_dir=Path("work"), housekeeping_seconds=3600)
+    app = create_app(migrated_settings.model_copy(update={"runs": runs}))
+    async with app.router.lifespan_context(app):
+        assert app.state.agent.workdir_root == expected
