@@ -97,6 +97,5 @@ class RunHousekeeping:
 
     async def idle(self) -> None:
         """Wait until the background work started so far (log archiving) is done."""
-        while self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await next(iter(self._tasks))
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(pending)
