@@ -11,7 +11,6 @@ safe to run concurrently (conditional updates, ``SKIP LOCKED``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
