@@ -604,6 +604,29 @@ def test_a_second_apply_waits_for_the_run_holding_the_workspace(
     assert input_of(state["terraform_data.x"]) == "second"
 
 
+def test_an_apply_waits_for_a_workspace_locked_by_a_person(
+    terraform: Terraform, server: ServerInfo, api: httpx.Client, tmp_path: Path
+) -> None:
+    cwd = tmp_path / "cfg"
+    name = remote_config(
+        terraform, server, cwd, 'resource "terraform_data" "x" {\n  input = "x"\n}\n', "manual"
+    )
+    workspace_id = workspace_of(api, name)["id"]
+    assert api.post(f"/api/v2/workspaces/{workspace_id}/actions/lock").status_code == 200
+    with PtyProcess(
+        [str(TERRAFORM_BIN), "apply", "-auto-approve", "-no-color"],
+        env=terraform.env(),
+        cwd=cwd,
+    ) as waiting:
+        waiting.expect(r"Waiting for the manually locked workspace to be unlocked\.\.\.")
+        run_id = run_id_in(waiting.output)
+        assert run_of(api, run_id)["attributes"]["status"] == "pending"
+        assert api.post(f"/api/v2/workspaces/{workspace_id}/actions/unlock").status_code == 200
+        assert waiting.wait() == 0, waiting.output
+    assert "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." in waiting.output
+    assert run_of(api, run_id)["attributes"]["status"] == "applied"
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
