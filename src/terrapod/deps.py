@@ -8,7 +8,7 @@ a request never holds more than one connection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -20,6 +20,8 @@ from terrapod.config import Settings
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.db.hooks import run_after_commit
 from terrapod.errors import Unauthenticated
+from terrapod.storage.base import ObjectStore
+from terrapod.storage.signing import UrlSigner
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -83,3 +85,28 @@ def base_url(request: Request) -> str:
     if settings.external_url:
         return settings.external_url
     return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+# (object key, HTTP method) -> absolute signed URL a client can use without a token
+UrlFor = Callable[[str, str], str]
+
+
+async def get_url_for(request: Request) -> UrlFor:
+    root = base_url(request)
+    signer: UrlSigner = request.app.state.url_signer
+
+    def url_for(key: str, method: str) -> str:
+        return root + signer.signed_path(key, method)
+
+    return url_for
+
+
+UrlForDep = Annotated[UrlFor, Depends(get_url_for)]
+
+
+async def get_object_store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.object_store
+    return store
+
+
+ObjectStoreDep = Annotated[ObjectStore, Depends(get_object_store)]

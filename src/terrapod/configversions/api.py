@@ -3,9 +3,7 @@ through their signed ``upload-url``."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -16,12 +14,11 @@ from terrapod.configversions.schemas import (
     ConfigurationVersionAttributes,
     ConfigurationVersionDocument,
     ConfigurationVersionList,
-    UrlFor,
     serialize,
 )
 from terrapod.configversions.service import CreateRequest
 from terrapod.db.transactions import write_transaction
-from terrapod.deps import PrincipalDep, SessionDep, base_url
+from terrapod.deps import ObjectStoreDep, PrincipalDep, SessionDep, UrlForDep
 from terrapod.jsonapi.documents import document
 from terrapod.jsonapi.models import (
     BODY_ERRORS,
@@ -35,7 +32,7 @@ from terrapod.jsonapi.models import (
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
 from terrapod.jsonapi.parsing import parse_resource
-from terrapod.storage import ObjectInfo, ObjectStore, UrlSigner, keys
+from terrapod.storage import ObjectInfo, ObjectStore, keys
 from terrapod.workspaces import service as workspaces
 
 router = APIRouter(
@@ -54,28 +51,6 @@ INCLUDE = query_parameter(
     {"type": "string"},
     "ingress_attributes: accepted; versions uploaded through the API have no commit details",
 )
-
-
-async def _store(request: Request) -> ObjectStore:
-    # async: FastAPI runs plain-def dependencies in a thread pool (~85 us each).
-    store: ObjectStore = request.app.state.object_store
-    return store
-
-
-StoreDep = Annotated[ObjectStore, Depends(_store)]
-
-
-async def _url_for(request: Request) -> UrlFor:
-    root = base_url(request)
-    signer: UrlSigner = request.app.state.url_signer
-
-    def url_for(key: str, method: str) -> str:
-        return root + signer.signed_path(key, method)
-
-    return url_for
-
-
-UrlForDep = Annotated[UrlFor, Depends(_url_for)]
 
 
 @router.post(
@@ -150,7 +125,7 @@ async def show_configuration_version(
     ),
 )
 async def download_configuration_version(
-    cv_id: str, session: SessionDep, principal: PrincipalDep, store: StoreDep
+    cv_id: str, session: SessionDep, principal: PrincipalDep, store: ObjectStoreDep
 ) -> Response:
     cv, stream = await service.open_tarball(session, principal, store, cv_id)
     return StreamingResponse(
@@ -173,7 +148,7 @@ async def download_configuration_version(
     responses=responses(202, errors=[403, 404, 409], description="Archived; no content"),
 )
 async def archive_configuration_version(
-    cv_id: str, session: SessionDep, principal: PrincipalDep, store: StoreDep
+    cv_id: str, session: SessionDep, principal: PrincipalDep, store: ObjectStoreDep
 ) -> Response:
     await service.archive(session, principal, store, cv_id)
     return Response(status_code=202)
@@ -188,7 +163,7 @@ async def upload_guard(request: Request, key: str) -> bool:
 
 
 async def upload_hook(request: Request, info: ObjectInfo) -> None:
-    store = await _store(request)
+    store: ObjectStore = request.app.state.object_store
     # Check first, lock later: the write transaction only covers the short bookkeeping.
     limits = service.archive_limits(request.app.state.settings.runs)
     inspection = await service.inspect_upload(store, info, limits)

@@ -492,24 +492,16 @@ ACTION_RESPONSES = responses(202, errors=[400, 403, 404, 409, 422])
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
-async def apply_run(
-    run_id: str, request: Request, session: SessionDep, principal: PrincipalDep
-) -> Response:
-    await service.apply(session, principal, run_id, await _comment(request))
-    return _accepted()
-
-
 @router.post(
-    "/runs/{run_id}/actions/confirm",
+    "/runs/{run_id}/actions/confirm",  # seed 003's name for the same action
     operation_id="confirmRun",
     status_code=202,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
-async def confirm_run(
+async def apply_run(
     run_id: str, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
-    """seed 003's name for ``actions/apply``."""
     await service.apply(session, principal, run_id, await _comment(request))
     return _accepted()
 

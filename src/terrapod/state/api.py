@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from terrapod.access.principal import Principal
 from terrapod.db.engine import WRITE_OPTION
-from terrapod.deps import PrincipalDep, SessionDep, base_url
+from terrapod.deps import PrincipalDep, SessionDep, UrlForDep
 from terrapod.errors import BadRequest
 from terrapod.jsonapi.documents import document
 from terrapod.jsonapi.models import (
@@ -43,7 +43,7 @@ from terrapod.state.schemas import (
     serialize_output,
 )
 from terrapod.state.service import CreateRequest, StateContext
-from terrapod.storage import ObjectInfo, UrlSigner
+from terrapod.storage import ObjectInfo
 from terrapod.workspaces import service as workspaces
 from terrapod.workspaces.models import Workspace
 
@@ -68,19 +68,6 @@ async def _ctx(request: Request) -> StateContext:
 
 
 ContextDep = Annotated[StateContext, Depends(_ctx)]
-
-
-async def _url_for(request: Request) -> UrlFor:
-    root = base_url(request)
-    signer: UrlSigner = request.app.state.url_signer
-
-    def url_for(key: str, method: str) -> str:
-        return root + signer.signed_path(key, method)
-
-    return url_for
-
-
-UrlForDep = Annotated[UrlFor, Depends(_url_for)]
 
 
 async def _document(
