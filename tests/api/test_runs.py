@@ -460,35 +460,62 @@ async def test_stale_heartbeat_fails_the_run_and_frees_the_workspace(
 async def test_run_event_stream_sends_status_changes_of_its_workspace(
     app: FastAPI, admin: httpx.AsyncClient, ws: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Driven at the ASGI level, so the test reads the stream while it is open and ends it by
+    leaving, as a browser does (an in-process HTTP client would wait for the whole body)."""
     import asyncio
-    from collections.abc import Callable
     from typing import Any
 
     import orjson
 
+    from tests.conftest import ADMIN_TOKEN
+
+    monkeypatch.setattr(app.state.settings.runs, "event_stream_seconds", 3600)
     bus = app.state.events
-    subscribe, subscribed = bus.subscribe, asyncio.Event()
-
-    def spy(topic: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
-        unsubscribe: Callable[[], None] = subscribe(topic, callback)
-        subscribed.set()
-        return unsubscribe
-
-    monkeypatch.setattr(bus, "subscribe", spy)
     before = bus.subscriber_count("run")
-    stream = asyncio.create_task(admin.get(f"/api/v2/workspaces/{ws}/runs/events"))
-    await subscribed.wait()
+    sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    leave = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    path = f"/api/v2/workspaces/{ws}/runs/events"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"terrapod.test"),
+            (b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("terrapod.test", 443),
+    }
+    call = asyncio.create_task(app(scope, receive, sent.put))
+    start = await sent.get()
+    assert start["status"] == 200
+    assert dict(start["headers"])[b"content-type"].startswith(b"text/event-stream")
+    body = (await sent.get())["body"]  # sent once the stream has subscribed
+    assert bus.subscriber_count("run") == before + 1
     run = await create_run(admin, ws)
-    response = await stream
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/event-stream")
+    while b'"status":"plan_queued"' not in body:
+        body += (await sent.get())["body"]
+    leave.set()
+    await call
     events = [
-        orjson.loads(block.split("data: ", 1)[1])
-        for block in response.text.split("\n\n")
-        if block.startswith("event: run_update")
+        orjson.loads(block.split(b"data: ", 1)[1])
+        for block in body.split(b"\n\n")
+        if block.startswith(b"event: run_update")
     ]
-    assert {"run_id": run["id"], "workspace_id": ws, "status": "plan_queued"} in events
-    assert bus.subscriber_count("run") == before
+    assert [e["status"] for e in events] == ["pending", "plan_queued"]
+    assert all(e == {**e, "run_id": run["id"], "workspace_id": ws} for e in events)
+    assert bus.subscriber_count("run") == before  # leaving ended the stream
 
 
 async def test_uploading_an_auto_queue_configuration_queues_a_run(
