@@ -65,6 +65,7 @@ from terrapod.runs.schemas import (
     serialize_run,
 )
 from terrapod.storage import keys
+from terrapod.storage.api import non_negative_query
 from terrapod.storage.base import ObjectNotFound, ObjectStore
 from terrapod.storage.signing import SignedUrlError, UrlSigner
 from terrapod.users import schemas as user_schemas
@@ -81,6 +82,8 @@ router = APIRouter(
 logs_router = APIRouter()
 
 LOG_URL_TTL_SECONDS = 24 * 3600
+# Bytes one log read returns when the reader names no limit (go-tfe asks for 64 KiB).
+LOG_READ_DEFAULT = 65536
 RUN_BODY = jsonapi_body(RunAttributes, "runs")
 COMMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -746,15 +749,6 @@ async def list_task_stages(
 LogToken = Annotated[str, Path(description="Signed log token")]
 
 
-def _non_negative(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise ValueError(name)
-    return int(raw)
-
-
 @logs_router.get("/logs/{token}", operation_id="readLog", include_in_schema=False)
 async def read_log(request: Request, token: LogToken, session: SessionDep) -> Response:
     """``offset``/``limit`` bytes of a phase log (go-tfe replaces the URL's query string)."""
@@ -767,8 +761,8 @@ async def read_log(request: Request, token: LogToken, session: SessionDep) -> Re
     if found is None:
         return error_response(404, "log not found")
     try:
-        offset = _non_negative(request, "offset", 0)
-        limit = _non_negative(request, "limit", 65536)
+        offset = non_negative_query(request, "offset") or 0
+        limit = non_negative_query(request, "limit")
     except ValueError as exc:
         return error_response(400, f"{exc} must be a non-negative integer")
     run_id, phase_name = found
@@ -779,5 +773,7 @@ async def read_log(request: Request, token: LogToken, session: SessionDep) -> Re
     if phase is None:
         return error_response(404, "log not found")
     store: ObjectStore = request.app.state.object_store
-    data = await logs.read(session, store, phase, offset, limit)
+    data = await logs.read(
+        session, store, phase, offset, LOG_READ_DEFAULT if limit is None else limit
+    )
     return Response(data, media_type="text/plain", headers={"Cache-Control": "no-store"})

@@ -90,7 +90,7 @@ def _refused(exc: SignedUrlError) -> Response:
     return error_response(403, detail)
 
 
-def _non_negative(request: Request, name: str) -> int | None:
+def non_negative_query(request: Request, name: str) -> int | None:
     """Query parameter ``name`` as an int >= 0; None when absent; ValueError when bad."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -120,11 +120,11 @@ async def download_object(request: Request, token: Token) -> Response:
     except SignedUrlError as exc:
         return _refused(exc)
     try:
-        offset = _non_negative(request, "offset") or 0
+        offset = non_negative_query(request, "offset") or 0
     except ValueError:
         return error_response(400, "offset must be a non-negative integer")
     try:
-        limit = _non_negative(request, "limit")
+        limit = non_negative_query(request, "limit")
     except ValueError:
         return error_response(400, "limit must be a non-negative integer")
     try:
