@@ -38,6 +38,8 @@ from terrapod.errors import DomainError
 from terrapod.events.bus import EventBus
 from terrapod.jsonapi.errors import domain_error_response, error_response
 from terrapod.keys import derive_key, load_master_secret
+from terrapod.notifications import api as notifications_api
+from terrapod.notifications import service as notifications
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
@@ -46,6 +48,8 @@ from terrapod.runner.engines import EngineResolver
 from terrapod.runs import api as runs_api
 from terrapod.runs import service as runs_service
 from terrapod.runs.machine import FINAL as FINAL_STATUSES
+from terrapod.runtriggers import api as runtriggers_api
+from terrapod.runtriggers import service as runtriggers
 from terrapod.scheduler.runs import RunHousekeeping
 from terrapod.state import api as state_api
 from terrapod.state.service import StateContext, delete_objects_of_deleted_workspaces
@@ -57,6 +61,7 @@ from terrapod.system import api as system_api
 from terrapod.system.api import DOCS_STATIC_DIR
 from terrapod.users import api as users_api
 from terrapod.variables import api as variables_api
+from terrapod.varsets import api as varsets_api
 from terrapod.workspaces import api as workspaces_api
 
 log = get_logger("terrapod.app")
@@ -74,6 +79,9 @@ ROUTERS = (
     storage_api.router,
     organizations_api.router,
     variables_api.router,
+    varsets_api.router,
+    runtriggers_api.router,
+    notifications_api.router,
     users_api.router,
     auth_api.router,
     login_api.router,
@@ -186,6 +194,8 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     hooks.organization_deleting.append(on_organization)
     hooks.workspace_unlocked.append(runs_service.on_workspace_unlocked)
     hooks.configuration_uploaded.append(runs_service.on_configuration_uploaded)
+    hooks.run_changed.append(runtriggers.on_run_changed)
+    hooks.run_changed.append(notifications.on_run_changed)
     return hooks
 
 

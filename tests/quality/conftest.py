@@ -11,12 +11,26 @@ from fastapi import FastAPI
 
 from tests.api.conftest import admin, anon, app  # noqa: F401  (re-exported fixtures)
 from tests.factories import Actor, make_org, make_user
-from tests.quality import world_configversions, world_runs, world_variables
+from tests.quality import (
+    world_configversions,
+    world_notifications,
+    world_runs,
+    world_runtriggers,
+    world_variables,
+    world_varsets,
+)
 from tests.quality.routes import Route
 from tests.statefiles import create_body, md5, state
 
 # Each domain adds what its routes need to the world in its own module.
-WORLD_PARTS = (world_variables, world_configversions, world_runs)
+WORLD_PARTS = (
+    world_variables,
+    world_configversions,
+    world_runs,
+    world_varsets,
+    world_runtriggers,
+    world_notifications,
+)
 
 
 @dataclass

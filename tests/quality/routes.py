@@ -322,3 +322,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/logs/{token}", "signed"),
     # (end of runs)
 )
+
+# Later domains describe their routes in their own modules, one file each.
+from tests.quality import routes_notifications, routes_runtriggers, routes_varsets  # noqa: E402
+
+ROUTES = ROUTES + routes_varsets.ROUTES + routes_runtriggers.ROUTES + routes_notifications.ROUTES

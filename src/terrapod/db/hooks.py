@@ -33,6 +33,10 @@ class Hooks:
     configuration_uploaded: list[Hook] = field(default_factory=list)
     # (session, workspace) after its lock was released by a person (runs may now start)
     workspace_unlocked: list[Hook] = field(default_factory=list)
+    # (session, run) after the run was created or its status changed, inside the transaction
+    # that made the change (run triggers, notifications). Read ``run.status``; queue work that
+    # must wait for the commit with :func:`after_commit`.
+    run_changed: list[Hook] = field(default_factory=list)
 
 
 async def fire(session: AsyncSession, name: str, subject: Any) -> None:

@@ -2,20 +2,26 @@
 
 from terrapod.auth import models as auth_models
 from terrapod.configversions import models as configversion_models
+from terrapod.notifications import models as notification_models
 from terrapod.organizations import models as organization_models
 from terrapod.runs import models as run_models
+from terrapod.runtriggers import models as runtrigger_models
 from terrapod.state import models as state_models
 from terrapod.users import models as user_models
 from terrapod.variables import models as variable_models
+from terrapod.varsets import models as varset_models
 from terrapod.workspaces import models as workspace_models
 
 __all__ = [
     "auth_models",
     "configversion_models",
+    "notification_models",
     "organization_models",
     "run_models",
+    "runtrigger_models",
     "state_models",
     "user_models",
     "variable_models",
+    "varset_models",
     "workspace_models",
 ]

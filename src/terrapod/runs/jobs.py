@@ -26,8 +26,8 @@ from terrapod.runs.queue import (
     end_phase,
     end_run,
     load,
-    publish_run,
     record_event,
+    run_changed,
     set_phase_status,
     start_apply,
     utcnow,
@@ -84,7 +84,7 @@ async def claim_job(session: AsyncSession, agent_id: str) -> ClaimedJob | None:
         phase = await set_phase_status(session, run.apply_id, "running", now)
         record_event(session, run, "applying", f"Apply started on agent {agent_id}")
     await logs.open_(session, phase)
-    publish_run(session, run)
+    await run_changed(session, run)
     return ClaimedJob(job, run, ctx.workspace, ctx.organization)
 
 
@@ -166,14 +166,14 @@ async def _plan_finished(
         return
     if run.save_plan:
         m.move(run, m.PLANNED_AND_SAVED, now)
-        publish_run(session, run)
+        await run_changed(session, run)
         return
     if run.auto_apply:
         m.stamp(run, m.PLANNED, now)
         await start_apply(session, run, now)
         return
     m.move(run, m.PLANNED, now)
-    publish_run(session, run)
+    await run_changed(session, run)
 
 
 async def _apply_finished(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.configversions.models import UPLOADED as CV_UPLOADED
 from terrapod.configversions.models import ConfigurationVersion
+from terrapod.db.hooks import fire
 from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import NotFound
 from terrapod.events.bus import publish_after_commit
@@ -85,7 +86,10 @@ def record_event(
     )
 
 
-def publish_run(session: AsyncSession, run: Run) -> None:
+async def run_changed(session: AsyncSession, run: Run) -> None:
+    """``run`` was created or changed status: tell the higher domains (the ``run_changed``
+    hook, inside this transaction) and the event bus (after the commit)."""
+    await fire(session, "run_changed", run)
     publish_after_commit(
         session, "run", {"run_id": run.id, "workspace_id": run.workspace_id, "status": run.status}
     )
@@ -136,14 +140,14 @@ async def start_plan(session: AsyncSession, run: Run, now: datetime) -> None:
     m.move(run, m.PLAN_QUEUED, now)
     await set_phase_status(session, run.plan_id, "queued", now)
     _queue_job(session, run, "plan", now)
-    publish_run(session, run)
+    await run_changed(session, run)
 
 
 async def start_apply(session: AsyncSession, run: Run, now: datetime) -> None:
     m.move(run, m.APPLY_QUEUED, now)
     await set_phase_status(session, run.apply_id, "queued", now)
     _queue_job(session, run, "apply", now)
-    publish_run(session, run)
+    await run_changed(session, run)
 
 
 async def _take_workspace(
@@ -287,7 +291,7 @@ async def end_run(
         .execution_options(synchronize_session=False)
     )
     record_event(session, run, status, description, actor_id)
-    publish_run(session, run)
+    await run_changed(session, run)
     if await _release_workspace(session, run) and start_next:
         await advance(session, run.workspace_id)
 

@@ -36,8 +36,8 @@ from terrapod.runs.queue import (
     end_run,
     iso_text,
     load,
-    publish_run,
     record_event,
+    run_changed,
     start_apply,
     utcnow,
 )
@@ -296,7 +296,7 @@ async def create(
     await configversions.mark_used(session, cv, workspace.id)
     await session.flush()
     record_event(session, run, "queued", "Run queued", principal.user_id)
-    publish_run(session, run)
+    await run_changed(session, run)
     await advance(session, workspace.id)
     return run
 
@@ -358,7 +358,7 @@ async def apply(
     m.move(run, m.CONFIRMED, now)
     run.confirmed_by_id = principal.user_id
     record_event(session, run, "confirmed", comment or "Applied by a user", principal.user_id)
-    publish_run(session, run)
+    await run_changed(session, run)
     if run.save_plan:
         await advance(session, run.workspace_id)  # takes the workspace when it is free
     else:

@@ -1,0 +1,1 @@
+"""Notification configurations and their deliveries (generic webhooks, Slack, email) (issue 6)."""

@@ -1,0 +1,1 @@
+"""Variable sets: organization-wide variables applied to many workspaces (issue 6)."""
