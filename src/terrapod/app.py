@@ -48,6 +48,7 @@ from terrapod.runner.engines import EngineResolver
 from terrapod.runs import api as runs_api
 from terrapod.runs import service as runs_service
 from terrapod.runs.machine import FINAL as FINAL_STATUSES
+from terrapod.runtasks import api as runtasks_api
 from terrapod.runtriggers import api as runtriggers_api
 from terrapod.runtriggers import service as runtriggers
 from terrapod.scheduler.runs import RunHousekeeping
@@ -82,6 +83,7 @@ ROUTERS = (
     varsets_api.router,
     runtriggers_api.router,
     notifications_api.router,
+    runtasks_api.router,
     users_api.router,
     auth_api.router,
     login_api.router,

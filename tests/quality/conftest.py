@@ -15,6 +15,7 @@ from tests.quality import (
     world_configversions,
     world_notifications,
     world_runs,
+    world_runtasks,
     world_runtriggers,
     world_variables,
     world_varsets,
@@ -30,6 +31,7 @@ WORLD_PARTS = (
     world_varsets,
     world_runtriggers,
     world_notifications,
+    world_runtasks,
 )
 
 

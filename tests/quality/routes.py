@@ -324,6 +324,17 @@ ROUTES: tuple[Route, ...] = (
 )
 
 # Later domains describe their routes in their own modules, one file each.
-from tests.quality import routes_notifications, routes_runtriggers, routes_varsets  # noqa: E402
+from tests.quality import (  # noqa: E402
+    routes_notifications,
+    routes_runtasks,
+    routes_runtriggers,
+    routes_varsets,
+)
 
-ROUTES = ROUTES + routes_varsets.ROUTES + routes_runtriggers.ROUTES + routes_notifications.ROUTES
+ROUTES = (
+    ROUTES
+    + routes_varsets.ROUTES
+    + routes_runtriggers.ROUTES
+    + routes_notifications.ROUTES
+    + routes_runtasks.ROUTES
+)

@@ -5,6 +5,7 @@ from terrapod.configversions import models as configversion_models
 from terrapod.notifications import models as notification_models
 from terrapod.organizations import models as organization_models
 from terrapod.runs import models as run_models
+from terrapod.runtasks import models as runtask_models
 from terrapod.runtriggers import models as runtrigger_models
 from terrapod.state import models as state_models
 from terrapod.users import models as user_models
@@ -18,6 +19,7 @@ __all__ = [
     "notification_models",
     "organization_models",
     "run_models",
+    "runtask_models",
     "runtrigger_models",
     "state_models",
     "user_models",

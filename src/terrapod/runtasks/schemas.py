@@ -1,0 +1,3 @@
+"""TFE wire shapes of this domain."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The rules of this domain."""
+
+from __future__ import annotations
