@@ -1,1 +1,1 @@
-"""Run tasks: external services called at a run's pre-plan, post-plan and pre-apply stages (issue 7)."""
+"""Run tasks: external services called at a run's pre-plan, post-plan and pre-apply stages."""
