@@ -21,6 +21,8 @@ class Action(StrEnum):
     ORG_UPDATE = "organization:update"
     ORG_DELETE = "organization:delete"
     ORG_MANAGE_TOKENS = "organization:manage-tokens"
+    # Variable sets: create, change, delete, their variables and assignments
+    ORG_MANAGE_VARSETS = "organization:manage-varsets"
     # Users
     USER_READ = "user:read"
     USER_MANAGE_TOKENS = "user:manage-tokens"
@@ -109,9 +111,16 @@ def workspace_level(
 
 # What each organization role may do. Organization tokens act with the member set plus
 # nothing that manages the organization itself (TFE: they cannot manage tokens or delete).
-_OWNER = {Action.ORG_READ, Action.ORG_UPDATE, Action.ORG_DELETE, Action.ORG_MANAGE_TOKENS}
+_OWNER = {
+    Action.ORG_READ,
+    Action.ORG_UPDATE,
+    Action.ORG_DELETE,
+    Action.ORG_MANAGE_TOKENS,
+    Action.ORG_MANAGE_VARSETS,
+}
 _MEMBER = {Action.ORG_READ}
-_ORG_TOKEN = {Action.ORG_READ}
+# Organization tokens administer every workspace, so they may manage variable sets too.
+_ORG_TOKEN = {Action.ORG_READ, Action.ORG_MANAGE_VARSETS}
 
 _ORG_ACTIONS = _OWNER
 
@@ -136,6 +145,7 @@ def _allowed_in_org(principal: Principal, action: Action, organization_id: str) 
 # How a refusal names the action ("not permitted to <phrase> this <thing>").
 _PHRASES = {
     Action.ORG_MANAGE_TOKENS: "manage the API token of",
+    Action.ORG_MANAGE_VARSETS: "manage the variable sets of",
     Action.ORG_UPDATE: "change",
     Action.ORG_DELETE: "delete",
     Action.WS_UPDATE: "change the settings of",
