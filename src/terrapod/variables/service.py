@@ -129,8 +129,9 @@ def validate_key(key: Any, category: str) -> str:
     return key
 
 
-def _validate(values: dict[str, Any]) -> None:
-    """Checks of single attributes, before they are merged with the variable's others."""
+def validate_values(values: dict[str, Any]) -> None:
+    """Checks of single attributes, before they are merged with the variable's others
+    (also used for the variables of variable sets)."""
     for name in NOT_NULL:
         if name in values and values[name] is None:
             raise Invalid(f"{name} cannot be null", pointer=_pointer(name))
@@ -148,7 +149,8 @@ def _validate(values: dict[str, Any]) -> None:
         )
 
 
-def _check_combination(category: str, hcl: bool, values: dict[str, Any]) -> None:
+def check_combination(category: str, hcl: bool, values: dict[str, Any]) -> None:
+    """Refuse an environment variable marked HCL (blaming whichever attribute was sent)."""
     if category == ENV and hcl:
         # Point at whichever of the two the client sent (hcl first: the usual mistake).
         blame = "hcl" if "hcl" in values else "category"
@@ -306,13 +308,13 @@ async def create(
     """Create a variable from the attributes the client sent (domain names; ``value`` None
     or absent means the empty string). ``key`` and ``category`` are required."""
     _authorize(principal, Action.WS_UPDATE_VARIABLES, workspace, org)
-    _validate(values)
+    validate_values(values)
     category = values.get("category")
     if category is None:
         raise Invalid(f"category is required: {TERRAFORM} or {ENV}", pointer=_pointer("category"))
     key = validate_key(values.get("key"), category)
     hcl = bool(values.get("hcl", False))
-    _check_combination(category, hcl, values)
+    check_combination(category, hcl, values)
     await _ensure_key_free(session, workspace.id, category, key)
     variable = Variable(
         id=new_id("var"),
@@ -350,7 +352,7 @@ async def update(
     (absent or null) keeps its value, and it cannot be made non-sensitive. ``version-id``
     changes whenever what a run receives changes: the key, the value, the category or hcl."""
     _authorize(principal, Action.WS_UPDATE_VARIABLES, workspace, org)
-    _validate(values)
+    validate_values(values)
     if variable.sensitive and values.get("sensitive") is False:
         raise Invalid(
             "a sensitive variable cannot be made non-sensitive; delete it and create it again",
@@ -361,7 +363,7 @@ async def update(
     if "key" in values or "category" in values:
         key = validate_key(values.get("key", variable.key), category)
     hcl = values.get("hcl", variable.hcl)
-    _check_combination(category, hcl, values)
+    check_combination(category, hcl, values)
     if (key, category) != (variable.key, variable.category):
         await _ensure_key_free(session, workspace.id, category, key, except_id=variable.id)
 
@@ -415,7 +417,7 @@ async def values_for_run(
     Raises UndecryptableVariable when a sensitive value was encrypted with another secret
     key; the run should fail with that message rather than run without the variable.
     Workspace variables only: run variables, which take precedence, are the caller's to
-    apply, as are variable sets once they exist.
+    apply; terrapod.varsets.service.values_for_run merges in the variable sets.
     """
     rows = (
         await session.execute(
