@@ -42,6 +42,7 @@ class Action(StrEnum):
     WS_UPDATE = "workspace:update"
     WS_DELETE = "workspace:delete"
     WS_FORCE_UNLOCK = "workspace:force-unlock"
+    WS_MANAGE_RUN_TRIGGERS = "workspace:manage-run-triggers"
 
 
 class Level(IntEnum):
@@ -68,6 +69,7 @@ WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
     Action.WS_UPDATE: Level.ADMIN,
     Action.WS_DELETE: Level.ADMIN,
     Action.WS_FORCE_UNLOCK: Level.ADMIN,
+    Action.WS_MANAGE_RUN_TRIGGERS: Level.ADMIN,
 }
 
 # What a run's own credential may do in its workspace: its state, nothing else (not its
@@ -157,6 +159,7 @@ _PHRASES = {
     Action.WS_APPLY: "apply runs in",
     Action.WS_UPDATE_VARIABLES: "change the variables of",
     Action.WS_FORCE_CANCEL_RUN: "force-cancel runs in",
+    Action.WS_MANAGE_RUN_TRIGGERS: "manage the run triggers of",
 }
 
 

@@ -111,7 +111,14 @@ EXECUTING = frozenset({PLANNING, APPLYING})
 WAITING = frozenset({PENDING, QUEUING, PLAN_QUEUED, CONFIRMED, APPLY_QUEUED})
 
 OPERATIONS = ("plan_only", "plan_and_apply", "save_plan", "refresh_only", "destroy", "empty_apply")
-SOURCES = ("tfe-ui", "tfe-api", "tfe-configuration-version", "terraform", "terraform+cloud")
+SOURCES = (
+    "tfe-ui",
+    "tfe-api",
+    "tfe-configuration-version",
+    "terraform",
+    "terraform+cloud",
+    "tfe-run-trigger",  # queued by a run trigger (terrapod.runtriggers)
+)
 
 # status -> the statuses it may move to.
 _NEXT: dict[str, frozenset[str]] = {

@@ -76,6 +76,9 @@ class Run(Base):
     confirmed_by_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
     # The run a retry was made from, and the run that triggered this one (run triggers).
     retry_of_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
+    # Plain ids, no foreign keys: the history outlives the source run and its workspace.
+    triggered_by_run_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
+    triggered_by_workspace_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False
