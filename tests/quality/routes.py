@@ -176,7 +176,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v2/state-version-outputs/{output_id}", "member"),
     # variables
     Route("GET", WS + "/vars", "member"),
-    Route("GET", WS + "/all-vars", "member"),
     Route(
         "POST",
         WS + "/vars",

@@ -31,7 +31,8 @@ from terrapod.state import service as state
 from terrapod.state.models import StateVersion
 from terrapod.storage import keys
 from terrapod.storage.base import ObjectStore
-from terrapod.variables.service import VariableValue, values_for_run
+from terrapod.variables.service import VariableValue
+from terrapod.varsets.service import values_for_run
 from terrapod.workspaces.models import Workspace
 
 log = get_logger("terrapod.agent")

@@ -1,9 +1,8 @@
 """Workspace variable routes: parse, one service call, serialize.
 
-``/workspaces/{id}/vars`` is TFE's Workspace Variables API; ``/workspaces/{id}/all-vars`` is
-what Terraform's cloud backend reads (go-tfe ``Variables.ListAll``) before a local operation
-on a remote-execution workspace; ``/vars`` is the deprecated Variables API that older scripts
-and tfe provider versions still call.
+``/workspaces/{id}/vars`` is TFE's Workspace Variables API; ``/vars`` is the deprecated
+Variables API that older scripts and tfe provider versions still call.
+``/workspaces/{id}/all-vars`` merges in the variable sets, so it lives in terrapod.varsets.api.
 """
 
 from __future__ import annotations
@@ -118,24 +117,6 @@ def _list(variables: Sequence[Variable]) -> Response:
     responses=responses(200, VariableList, errors=[404]),
 )
 async def list_workspace_variables(
-    workspace_id: str, session: SessionDep, principal: PrincipalDep
-) -> Response:
-    ws, org = await workspaces.get(session, principal, workspace_id)
-    return _list(await service.list_for_workspace(session, principal, ws, org))
-
-
-@router.get(
-    "/workspaces/{workspace_id}/all-vars",
-    operation_id="listAllWorkspaceVariables",
-    responses=responses(
-        200,
-        VariableList,
-        errors=[404],
-        description="The variables a run in the workspace receives (workspace variables "
-        "until variable sets exist)",
-    ),
-)
-async def list_all_workspace_variables(
     workspace_id: str, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     ws, org = await workspaces.get(session, principal, workspace_id)
