@@ -40,6 +40,7 @@ from terrapod.jsonapi.errors import domain_error_response, error_response
 from terrapod.keys import derive_key, load_master_secret
 from terrapod.notifications import api as notifications_api
 from terrapod.notifications import service as notifications
+from terrapod.notifications.deliverer import Deliverer as NotificationDeliverer
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
 from terrapod.observability.middleware import ObservabilityMiddleware
@@ -109,6 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
     background = [asyncio.create_task(_flush_token_usage_forever(app))]
     background += start_run_machinery(app)
+    background.append(start_notification_deliverer(app))
     log.info("started", version=__version__, database=engine.dialect.name)
     try:
         yield
@@ -170,6 +172,16 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
         bus.subscribe("run", on_run)
         tasks.append(asyncio.create_task(agent.run_forever(), name="built-in agent"))
     return tasks
+
+
+def start_notification_deliverer(app: FastAPI) -> asyncio.Task[None]:
+    """The notification deliverer, woken by the bus when deliveries were queued."""
+    deliverer = NotificationDeliverer(
+        app.state.sessionmaker, app.state.secret_box, app.state.settings
+    )
+    app.state.notification_deliverer = deliverer
+    app.state.events.subscribe(notifications.TOPIC, deliverer.wake)
+    return asyncio.create_task(deliverer.run_forever(), name="notification deliverer")
 
 
 def tune_garbage_collector() -> None:

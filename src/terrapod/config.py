@@ -135,6 +135,53 @@ class RunSettings(BaseModel):
     )
 
 
+class SmtpSettings(BaseModel):
+    """The mail server email notifications go through (docs/configuration.md, "Notifications")."""
+
+    host: str | None = Field(default=None, description="Unset: email notifications are refused")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="starttls: upgrade a plain connection (port 587); ssl: TLS from the start "
+        "(port 465); none: plain text (a relay on a trusted network only)",
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(
+        default="terrapod@localhost", description="The From address of notification emails"
+    )
+
+
+class NotificationSettings(BaseModel):
+    """Notification deliveries (docs/configuration.md, "Notifications")."""
+
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="Allow destination URLs whose host is a private, loopback, link-local or "
+        "reserved address (off: such hosts are refused when saved and when delivering)",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How long one delivery may take"
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=50, description="Tries per notification before it is given up"
+    )
+    retry_base_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Wait before the first retry; each further retry waits twice as long",
+    )
+    sweep_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How often deliveries whose wake-up was lost (a restart) are looked for",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Deliveries sent at once")
+    smtp: SmtpSettings = SmtpSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TERRAPOD_",
@@ -165,6 +212,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
+    notifications: NotificationSettings = NotificationSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -42,6 +42,7 @@ class Action(StrEnum):
     WS_UPDATE = "workspace:update"
     WS_DELETE = "workspace:delete"
     WS_FORCE_UNLOCK = "workspace:force-unlock"
+    WS_MANAGE_NOTIFICATIONS = "workspace:manage-notifications"
     WS_MANAGE_RUN_TRIGGERS = "workspace:manage-run-triggers"
 
 
@@ -69,6 +70,7 @@ WORKSPACE_ACTION_LEVEL: dict[Action, Level] = {
     Action.WS_UPDATE: Level.ADMIN,
     Action.WS_DELETE: Level.ADMIN,
     Action.WS_FORCE_UNLOCK: Level.ADMIN,
+    Action.WS_MANAGE_NOTIFICATIONS: Level.ADMIN,
     Action.WS_MANAGE_RUN_TRIGGERS: Level.ADMIN,
 }
 
@@ -159,6 +161,7 @@ _PHRASES = {
     Action.WS_APPLY: "apply runs in",
     Action.WS_UPDATE_VARIABLES: "change the variables of",
     Action.WS_FORCE_CANCEL_RUN: "force-cancel runs in",
+    Action.WS_MANAGE_NOTIFICATIONS: "manage the notifications of",
     Action.WS_MANAGE_RUN_TRIGGERS: "manage the run triggers of",
 }
 
