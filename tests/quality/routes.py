@@ -291,7 +291,8 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/api/v2/runs/{run_id}/actions/force-cancel",
         "owner",
-        query_budget=14,
+        # +1: the run's status change queues its notifications (one INSERT ... SELECT)
+        query_budget=15,
         extra={"use": {"run_id": "stuck_run_id"}},
     ),
     Route(
@@ -305,7 +306,8 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/api/v2/runs/{run_id}/actions/retry",
         "member",
-        query_budget=18,
+        # +1: the run's status change queues its notifications (one INSERT ... SELECT)
+        query_budget=19,
         extra={"use": {"run_id": "final_run_id"}},
     ),
     Route("GET", "/api/v2/runs/{run_id}/plan", "member"),
