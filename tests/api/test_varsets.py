@@ -632,6 +632,8 @@ async def test_precedence_priority_set_workspace_assigned_set_global_set(
         admin, "priority", workspaces=[ws], variables=[{**tf, "value": "priority"}], priority=True
     )
     assert await value_of(app, ws, "size") == "priority"
+    # Only values from priority sets are enforced over the run's own variables.
+    assert [(v.key, v.enforced) for v in await run_values(app, ws)] == [("size", True)]
     # A priority global set wins over a priority set applied to the workspace.
     r = await admin.patch(f"/api/v2/varsets/{glob['id']}", json=set_body(priority=True))
     assert r.status_code == 200
@@ -641,6 +643,7 @@ async def test_precedence_priority_set_workspace_assigned_set_global_set(
     assert await value_of(app, ws, "size") == "priority"
     assert (await admin.delete(f"/api/v2/varsets/{prio['id']}")).status_code == 204
     assert await value_of(app, ws, "size") == "workspace"
+    assert [(v.key, v.enforced) for v in await run_values(app, ws)] == [("size", False)]
     assert (await admin.delete(f"/api/v2/workspaces/{ws}/vars/{ws_var}")).status_code == 204
     assert await value_of(app, ws, "size") == "assigned"
     path = f"/api/v2/varsets/{assigned['id']}/relationships/workspaces"

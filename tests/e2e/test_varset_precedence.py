@@ -3,7 +3,8 @@ plans on Terrapod's built-in agent in a workspace where one variable, ``size``, 
 run variable (``-var``), a priority variable set, the workspace itself, a variable set applied
 to the workspace and a global variable set. The configuration outputs ``var.size``, so the
 plan Terraform prints shows which value won; removing the winner one at a time proves each
-step: run variable > priority set > workspace variable > applied set > global set.
+step of HCP Terraform's order: priority set > run variable > workspace variable > applied
+set > global set.
 
 Each test has its own organization, so its global set reaches no other test's workspace.
 """
@@ -85,7 +86,7 @@ def planned_size(terraform: Terraform, cwd: Path, *args: str) -> str:
     return str(found[0])
 
 
-def test_run_variable_beats_priority_set_beats_workspace_beats_sets(
+def test_priority_set_beats_run_variable_beats_workspace_beats_sets(
     server: ServerInfo, terraform: Terraform, tmp_path: Path
 ) -> None:
     org = f"varsets-{secrets.token_hex(4)}"
@@ -124,12 +125,13 @@ def test_run_variable_beats_priority_set_beats_workspace_beats_sets(
         )
         priority = _size_set(api, org, "enforced", "priority", workspaces=[ws_id], priority=True)
 
-        # 1. A run variable wins over everything.
-        assert planned_size(terraform, tmp_path, "-var", "size=run") == "run"
-        # 2. Without one, the priority set wins over the workspace's own variable.
+        # 1. The priority set wins over everything, a run variable included.
+        assert planned_size(terraform, tmp_path, "-var", "size=run") == "priority"
         assert planned_size(terraform, tmp_path) == "priority"
-        # 3. Without the priority set, the workspace variable wins over the sets.
+        # 2. Without the priority set, a run variable wins over the workspace's own.
         assert api.delete(f"/api/v2/varsets/{priority['id']}").status_code == 204
+        assert planned_size(terraform, tmp_path, "-var", "size=run") == "run"
+        # 3. Without one, the workspace variable wins over the sets.
         assert planned_size(terraform, tmp_path) == "workspace"
         # 4. Without it, the set applied to the workspace wins over the global set.
         response = api.delete(f"/api/v2/workspaces/{ws_id}/vars/{workspace_var['id']}")

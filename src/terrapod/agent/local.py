@@ -205,6 +205,7 @@ def _spec(claimed: jobs.ClaimedJob, variables: list[VariableValue], settings: Se
                 category="env" if v.category == "env" else "terraform",
                 hcl=v.hcl,
                 sensitive=v.sensitive,
+                enforced=v.enforced,
             )
             for v in variables
         ),

@@ -20,7 +20,8 @@ class Variable:
 
     ``terraform`` ones become input variables (``hcl`` values are written as HCL, the others
     as strings); ``env`` ones become environment variables of the engine. ``sensitive``
-    values are masked wherever they would appear in the log.
+    values are masked wherever they would appear in the log. ``enforced`` ones (from a
+    priority variable set) win even over the run's own variables.
     """
 
     key: str
@@ -28,6 +29,7 @@ class Variable:
     category: Literal["terraform", "env"]
     hcl: bool
     sensitive: bool
+    enforced: bool = False
 
 
 @dataclass(frozen=True)

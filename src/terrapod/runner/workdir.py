@@ -7,6 +7,7 @@ Layout of ``<workdir_root>/<run_id>/`` (mode 0700)::
         ~terrapod_override.tf              the local backend, with the state file below
         ~terrapod_1_workspace.auto.tfvars  workspace variables (category terraform)
         ~terrapod_2_run.auto.tfvars        run variables
+        ~terrapod_3_enforced.auto.tfvars   priority variable sets' terraform variables
     home/                   the engine's HOME
     terraformrc             an empty CLI configuration (TF_CLI_CONFIG_FILE)
     terraform.tfstate       the workspace's state
@@ -31,6 +32,7 @@ from terrapod.runner.spec import JobSpec
 OVERRIDE_FILE = "~terrapod_override.tf"
 WORKSPACE_VARIABLES_FILE = "~terrapod_1_workspace.auto.tfvars"
 RUN_VARIABLES_FILE = "~terrapod_2_run.auto.tfvars"
+ENFORCED_VARIABLES_FILE = "~terrapod_3_enforced.auto.tfvars"
 
 # Terraform's rule for variable names (and HCL's for attribute names in a tfvars file).
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -96,19 +98,24 @@ def write_backend_override(module: Path, state_path: Path) -> None:
 
 
 def write_variable_files(module: Path, spec: JobSpec) -> None:
-    """Workspace variables of category terraform, then the run's variables, as tfvars files
-    that sort after the configuration's own (so the run's win, then the workspace's)."""
-    workspace = [
-        (v.key, v.value if v.hcl else hcl_string(v.value))
-        for v in spec.variables
-        if v.category == "terraform"
-    ]
-    for path, assignments in (
-        (module / WORKSPACE_VARIABLES_FILE, workspace),
+    """Workspace variables of category terraform, then the run's variables, then the
+    enforced ones (priority variable sets), as tfvars files that sort after the
+    configuration's own: the enforced win, then the run's, then the workspace's."""
+
+    def assignments(*, enforced: bool) -> list[tuple[str, str]]:
+        return [
+            (v.key, v.value if v.hcl else hcl_string(v.value))
+            for v in spec.variables
+            if v.category == "terraform" and v.enforced is enforced
+        ]
+
+    for path, pairs in (
+        (module / WORKSPACE_VARIABLES_FILE, assignments(enforced=False)),
         (module / RUN_VARIABLES_FILE, list(spec.run_variables)),
+        (module / ENFORCED_VARIABLES_FILE, assignments(enforced=True)),
     ):
-        if assignments:
-            _write_private(path, _tfvars(assignments).encode())
+        if pairs:
+            _write_private(path, _tfvars(pairs).encode())
 
 
 def engine_environment(spec: JobSpec, directory: JobDirectory) -> dict[str, str]:

@@ -61,7 +61,9 @@ class VariableValue:
 
     ``category`` is ``terraform`` (an input variable; ``hcl`` says whether ``value`` is an
     HCL expression rather than a string) or ``env`` (an environment variable). ``repr()``
-    masks sensitive values, so logging one of these never writes a secret.
+    masks sensitive values, so logging one of these never writes a secret. ``enforced``
+    marks a value from a priority variable set, which wins even over the run's own
+    variables (terrapod.varsets.service.merge).
     """
 
     key: str
@@ -69,12 +71,13 @@ class VariableValue:
     category: str
     hcl: bool
     sensitive: bool
+    enforced: bool = False
 
     def __repr__(self) -> str:
         shown = "<sensitive>" if self.sensitive else repr(self.value)
         return (
             f"VariableValue(key={self.key!r}, value={shown}, category={self.category!r}, "
-            f"hcl={self.hcl!r}, sensitive={self.sensitive!r})"
+            f"hcl={self.hcl!r}, sensitive={self.sensitive!r}, enforced={self.enforced!r})"
         )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
@@ -738,12 +738,13 @@ def merge(
     has no projects, so only its organization-owned global and workspace-scoped levels
     exist):
 
-    1. run variables (``-var``, the run's ``variables`` attribute): not in this list; the
-       runner writes them to ``~terrapod_2_run.auto.tfvars``, which Terraform reads after
-       the file holding this list. HCP lets priority sets win even over these; Terrapod
-       deliberately does not, so one run can still override any value;
-    2. priority global sets;
-    3. priority sets applied to the workspace;
+    1. priority global sets;
+    2. priority sets applied to the workspace;
+    3. run variables (``-var``, the run's ``variables`` attribute): not in this list. The
+       runner writes them to ``~terrapod_2_run.auto.tfvars`` and the winners from
+       priority sets (``enforced``) to ``~terrapod_3_enforced.auto.tfvars``, which
+       Terraform reads after it, so a priority set cannot be overridden by one run, which
+       is what priority sets are for;
     4. the workspace's own variables;
     5. (non-priority) sets applied to the workspace;
     6. (non-priority) global sets.
@@ -836,4 +837,7 @@ async def values_for_run(
         )
         for varset, held in await _sets_with_variables(session, workspace)
     ]
-    return [value for value, _ in merge(own, sets, _category_key)]
+    return [
+        replace(value, enforced=True) if varset is not None and varset.priority else value
+        for value, varset in merge(own, sets, _category_key)
+    ]

@@ -11,6 +11,7 @@ import pytest
 
 from terrapod.runner.spec import JobSpec
 from terrapod.runner.workdir import (
+    ENFORCED_VARIABLES_FILE,
     RUN_VARIABLES_FILE,
     WORKSPACE_VARIABLES_FILE,
     InvalidJob,
@@ -50,10 +51,25 @@ def test_variable_files_are_private_and_sort_after_the_configurations(tmp_path: 
     assert (tmp_path / WORKSPACE_VARIABLES_FILE).read_text() == 'a = "1"\nb = [1]\n'
     assert (tmp_path / RUN_VARIABLES_FILE).read_text() == 'a = "2"\n'
     assert stat.S_IMODE((tmp_path / RUN_VARIABLES_FILE).stat().st_mode) == 0o600
+    assert not (tmp_path / ENFORCED_VARIABLES_FILE).exists()
     assert sorted(["zzzz.auto.tfvars", WORKSPACE_VARIABLES_FILE, RUN_VARIABLES_FILE])[1:] == [
         WORKSPACE_VARIABLES_FILE,
         RUN_VARIABLES_FILE,
     ]
+
+
+def test_enforced_variables_are_written_last_so_they_beat_the_runs(tmp_path: Path) -> None:
+    enforced = dataclasses.replace(variable("a", "3"), enforced=True)
+    spec = dataclasses.replace(
+        SPEC, variables=(variable("a", "1"), enforced), run_variables=(("a", '"2"'),)
+    )
+
+    write_variable_files(tmp_path, spec)
+
+    assert (tmp_path / WORKSPACE_VARIABLES_FILE).read_text() == 'a = "1"\n'
+    assert (tmp_path / ENFORCED_VARIABLES_FILE).read_text() == 'a = "3"\n'
+    files = [ENFORCED_VARIABLES_FILE, RUN_VARIABLES_FILE, WORKSPACE_VARIABLES_FILE]
+    assert sorted(files) == [WORKSPACE_VARIABLES_FILE, RUN_VARIABLES_FILE, ENFORCED_VARIABLES_FILE]
 
 
 def test_engine_environment_is_isolated_from_the_machine(
