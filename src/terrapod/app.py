@@ -50,6 +50,9 @@ from terrapod.runs import api as runs_api
 from terrapod.runs import service as runs_service
 from terrapod.runs.machine import FINAL as FINAL_STATUSES
 from terrapod.runtasks import api as runtasks_api
+from terrapod.runtasks import schemas as runtasks_schemas
+from terrapod.runtasks import service as runtasks
+from terrapod.runtasks.delivery import TaskDeliveries
 from terrapod.runtriggers import api as runtriggers_api
 from terrapod.runtriggers import service as runtriggers
 from terrapod.scheduler.runs import RunHousekeeping
@@ -110,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_garbage_collector()
     background = [asyncio.create_task(_flush_token_usage_forever(app))]
     background += start_run_machinery(app)
+    background.append(start_run_task_deliveries(app))
     background.append(start_notification_deliverer(app))
     log.info("started", version=__version__, database=engine.dialect.name)
     try:
@@ -184,6 +188,16 @@ def start_notification_deliverer(app: FastAPI) -> asyncio.Task[None]:
     return asyncio.create_task(deliverer.run_forever(), name="notification deliverer")
 
 
+def start_run_task_deliveries(app: FastAPI) -> asyncio.Task[None]:
+    """The worker that sends run task requests (woken by the ``runtasks`` topic)."""
+    deliveries = TaskDeliveries(
+        app.state.sessionmaker, app.state.secret_box, app.state.url_signer, app.state.settings
+    )
+    app.state.runtask_deliveries = deliveries
+    app.state.events.subscribe(runtasks.TOPIC, deliveries.wake)
+    return asyncio.create_task(deliveries.run_forever(), name="run task deliveries")
+
+
 def tune_garbage_collector() -> None:
     """Fewer, cheaper collections for a long-running server: everything alive after start-up
     is frozen out of collection, and young-generation collections run ten times less often.
@@ -210,6 +224,9 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     hooks.configuration_uploaded.append(runs_service.on_configuration_uploaded)
     hooks.run_changed.append(runtriggers.on_run_changed)
     hooks.run_changed.append(notifications.on_run_changed)
+    hooks.run_changed.append(runtasks.on_run_changed)
+    hooks.task_stage_reached.append(runtasks.on_task_stage_reached)
+    hooks.run_task_stages.append(runtasks_schemas.on_run_task_stages)
     return hooks
 
 

@@ -135,6 +135,49 @@ class RunSettings(BaseModel):
     )
 
 
+class RunTaskSettings(BaseModel):
+    """Run tasks: how the server calls task services (docs/configuration.md, "Run tasks")."""
+
+    callback_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="A task result whose service has not called back for this long is errored "
+        "(HCP Terraform: 10 minutes)",
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long the POST of a task request to a service may take",
+    )
+    sweep_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often undelivered requests are retried and timeouts enforced",
+    )
+    mandatory_failures_overridable: bool = Field(
+        default=False,
+        description="A failed mandatory post-plan task waits for an organization owner's "
+        "override (stage awaiting_override) instead of erroring the run",
+    )
+    callback_base_url: str | None = Field(
+        default=None,
+        description="Base URL task services call back (https://terrapod.example.com). Unset: "
+        "external_url, else http://<host>:<port>",
+    )
+
+    @field_validator("callback_base_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("callback_base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
 class SmtpSettings(BaseModel):
     """The mail server email notifications go through (docs/configuration.md, "Notifications")."""
 
@@ -213,6 +256,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     runs: RunSettings = RunSettings()
     notifications: NotificationSettings = NotificationSettings()
+    runtasks: RunTaskSettings = RunTaskSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

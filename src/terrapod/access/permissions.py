@@ -23,6 +23,9 @@ class Action(StrEnum):
     ORG_MANAGE_TOKENS = "organization:manage-tokens"
     # Variable sets: create, change, delete, their variables and assignments
     ORG_MANAGE_VARSETS = "organization:manage-varsets"
+    # Run tasks: create, change, delete the organization's tasks; override failed task stages
+    ORG_MANAGE_RUN_TASKS = "organization:manage-run-tasks"
+    ORG_OVERRIDE_RUN_TASKS = "organization:override-run-tasks"
     # Users
     USER_READ = "user:read"
     USER_MANAGE_TOKENS = "user:manage-tokens"
@@ -121,6 +124,8 @@ _OWNER = {
     Action.ORG_DELETE,
     Action.ORG_MANAGE_TOKENS,
     Action.ORG_MANAGE_VARSETS,
+    Action.ORG_MANAGE_RUN_TASKS,
+    Action.ORG_OVERRIDE_RUN_TASKS,
 }
 _MEMBER = {Action.ORG_READ}
 # Organization tokens administer every workspace, so they may manage variable sets too.
@@ -150,6 +155,8 @@ def _allowed_in_org(principal: Principal, action: Action, organization_id: str) 
 _PHRASES = {
     Action.ORG_MANAGE_TOKENS: "manage the API token of",
     Action.ORG_MANAGE_VARSETS: "manage the variable sets of",
+    Action.ORG_MANAGE_RUN_TASKS: "manage the run tasks of",
+    Action.ORG_OVERRIDE_RUN_TASKS: "override run tasks in",
     Action.ORG_UPDATE: "change",
     Action.ORG_DELETE: "delete",
     Action.WS_UPDATE: "change the settings of",

@@ -24,6 +24,27 @@ log = get_logger("terrapod.hooks")
 
 
 @dataclass
+class TaskStageReached:
+    """The subject of ``task_stage_reached``: ``run`` is about to pass ``stage`` (pre_plan,
+    post_plan or pre_apply)."""
+
+    run: Any
+    stage: str
+
+
+@dataclass
+class RelatedResources:
+    """The subject of a question a lower domain asks while it serializes (``run_task_stages``):
+    the reactions fill ``refs`` (id -> resource identifiers of its related resources) and,
+    when ``full``, ``resources`` (the related resources themselves, for ``included``)."""
+
+    ids: list[str]
+    full: bool = False
+    refs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Hooks:
     # (session, organization) before an organization and everything in it is deleted
     organization_deleting: list[Hook] = field(default_factory=list)
@@ -37,6 +58,12 @@ class Hooks:
     # that made the change (run triggers, notifications). Read ``run.status``; queue work that
     # must wait for the commit with :func:`after_commit`.
     run_changed: list[Hook] = field(default_factory=list)
+    # (session, TaskStageReached) when a run reaches a run-task stage. A reaction that starts
+    # the stage moves the run to <stage>_running (terrapod.runs.queue.begin_task_stage); the
+    # run then waits until terrapod.runs.jobs.task_stage_passed (or end_run) moves it on.
+    task_stage_reached: list[Hook] = field(default_factory=list)
+    # (session, RelatedResources of run ids): the task stages of runs, for serializing them
+    run_task_stages: list[Hook] = field(default_factory=list)
 
 
 async def fire(session: AsyncSession, name: str, subject: Any) -> None:

@@ -22,6 +22,7 @@ from terrapod.access.principal import Principal
 from terrapod.config import Settings
 from terrapod.configversions import schemas as cv_schemas
 from terrapod.configversions.models import ConfigurationVersion
+from terrapod.db.hooks import RelatedResources, fire
 from terrapod.deps import PrincipalDep, SessionDep, base_url
 from terrapod.errors import BadRequest, Forbidden, Invalid, NotFound
 from terrapod.events.bus import EventBus
@@ -50,7 +51,6 @@ from terrapod.runs.queue import RunContext
 from terrapod.runs.schemas import (
     ApplyDocument,
     CapacityDocument,
-    EmptyList,
     OrganizationRunList,
     PlanDocument,
     RunAttributes,
@@ -118,7 +118,7 @@ RUN_FILTERS = [
 INCLUDE = query_parameter(
     "include",
     {"type": "string"},
-    "Comma-separated: plan, apply, created_by, workspace, configuration_version",
+    "Comma-separated: plan, apply, created_by, workspace, configuration_version, task_stages",
 )
 
 
@@ -257,7 +257,25 @@ async def _run_document(
 ) -> Response:
     view = (await queries.views(session, principal, [ctx.run], ctx.workspace))[0]
     included = await _included(request, session, principal, [view])
-    return document(serialize_run(view), included=included, status_code=status_code)
+    stages = await _task_stages(request, session, [view])
+    included.extend(stages.resources)
+    return document(
+        serialize_run(view, task_stages=stages.refs.get(view.run.id)),
+        included=included,
+        status_code=status_code,
+    )
+
+
+async def _task_stages(
+    request: Request, session: SessionDep, views: list[RunView]
+) -> RelatedResources:
+    """For ``include=task_stages`` (what the CLI asks), the runs' task stages, which the run
+    tasks domain supplies through the ``run_task_stages`` hook. Without the include the
+    relationship is left empty, so a plain read costs no extra query."""
+    related = RelatedResources([v.run.id for v in views], full=True)
+    if "task_stages" in include_params(request):
+        await fire(session, "run_task_stages", related)
+    return related
 
 
 async def _comment(request: Request) -> str | None:
@@ -344,7 +362,14 @@ async def list_workspace_runs(
     views = await queries.views(session, principal, rows, ws)
     meta, links = pagination(request, page, total)
     included = await _included(request, session, principal, views)
-    return document([serialize_run(v) for v in views], included=included, meta=meta, links=links)
+    stages = await _task_stages(request, session, views)
+    included.extend(stages.resources)
+    return document(
+        [serialize_run(v, task_stages=stages.refs.get(v.run.id)) for v in views],
+        included=included,
+        meta=meta,
+        links=links,
+    )
 
 
 @router.get(
@@ -728,20 +753,6 @@ async def list_run_events(
 )
 async def show_run_event(event_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
     return document(serialize_event(await queries.event(session, principal, event_id)))
-
-
-@router.get(
-    "/runs/{run_id}/task-stages",
-    operation_id="listRunTaskStages",
-    responses=responses(200, EmptyList, errors=[404]),
-)
-async def list_task_stages(
-    run_id: str, request: Request, session: SessionDep, principal: PrincipalDep
-) -> Response:
-    """Run tasks are not built yet, so no run has task stages (the CLI needs a 200)."""
-    await service.get(session, principal, run_id)
-    meta, _ = pagination(request, page_params(request), 0)
-    return document([], meta=meta)
 
 
 # -- logs ----------------------------------------------------------------------------------

@@ -23,13 +23,16 @@ from terrapod.runs import logs
 from terrapod.runs import machine as m
 from terrapod.runs.models import Apply, Job, Plan, Run
 from terrapod.runs.queue import (
+    TASK_STAGE_STATUSES,
     end_phase,
     end_run,
+    enter_task_stage,
     load,
     record_event,
     run_changed,
     set_phase_status,
     start_apply,
+    start_plan,
     utcnow,
 )
 from terrapod.workspaces.models import Workspace
@@ -158,6 +161,14 @@ async def _plan_finished(
     plan.generated_configuration = result.generated_configuration
     run.has_changes = bool(result.has_changes)
     record_event(session, run, "planned", "Plan finished")
+    if await enter_task_stage(session, run, "post_plan"):
+        m.stamp(run, m.PLANNED, now)  # the plan is done; its post-plan tasks run first
+        return
+    await _after_plan(session, run, now)
+
+
+async def _after_plan(session: AsyncSession, run: Run, now: datetime) -> None:
+    """What follows a finished plan (and its post-plan tasks, if any)."""
     if run.plan_only:
         await end_run(session, run, m.PLANNED_AND_FINISHED, now, "Speculative plan finished")
         return
@@ -172,7 +183,29 @@ async def _plan_finished(
         m.stamp(run, m.PLANNED, now)
         await start_apply(session, run, now)
         return
+    if run.status == m.POST_PLAN_COMPLETED:
+        return  # TFE waits for confirmation in post_plan_completed (machine.CONFIRMABLE)
     m.move(run, m.PLANNED, now)
+    await run_changed(session, run)
+
+
+async def task_stage_passed(session: AsyncSession, run: Run, stage: str) -> None:
+    """A run-task stage of ``run`` passed (or was overridden): the run goes on where it
+    stopped. A stage that fails ends the run through :func:`end_run` instead."""
+    now = utcnow()
+    m.move(run, TASK_STAGE_STATUSES[stage][1], now)
+    await run_changed(session, run)
+    if stage == "pre_plan":
+        await start_plan(session, run, now, tasks_done=True)
+    elif stage == "post_plan":
+        await _after_plan(session, run, now)
+    else:
+        await start_apply(session, run, now, tasks_done=True)
+
+
+async def task_stage_awaits_override(session: AsyncSession, run: Run) -> None:
+    """A mandatory post-plan task failed and may be overridden: the run waits for a person."""
+    m.move(run, m.POST_PLAN_AWAITING_DECISION, utcnow())
     await run_changed(session, run)
 
 

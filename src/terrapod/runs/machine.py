@@ -6,8 +6,9 @@ does not allow and stamps ``status-timestamps``. The queue and the actions decid
 transition to make (terrapod.runs.service); this module only knows what is legal.
 
 Statuses that belong to features Terrapod does not run (VCS fetching, cost estimation, Sentinel
-policies, run tasks) are listed so filters accept them and the table is TFE's; no transition
-leads into them until those features arrive (docs/dev/run-lifecycle.md).
+policies) are listed so filters accept them and the table is TFE's; no transition leads into
+them until those features arrive (docs/dev/run-lifecycle.md). Run task statuses are reached
+through :func:`terrapod.runs.queue.enter_task_stage`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ POLICY_CHECKED = "policy_checked"
 CONFIRMED = "confirmed"
 POST_PLAN_RUNNING = "post_plan_running"
 POST_PLAN_COMPLETED = "post_plan_completed"
+POST_PLAN_AWAITING_DECISION = "post_plan_awaiting_decision"
+PRE_APPLY_RUNNING = "pre_apply_running"
+PRE_APPLY_COMPLETED = "pre_apply_completed"
 PLANNED_AND_FINISHED = "planned_and_finished"
 PLANNED_AND_SAVED = "planned_and_saved"
 APPLY_QUEUED = "apply_queued"
@@ -65,6 +69,9 @@ STATUSES = (
     CONFIRMED,
     POST_PLAN_RUNNING,
     POST_PLAN_COMPLETED,
+    POST_PLAN_AWAITING_DECISION,
+    PRE_APPLY_RUNNING,
+    PRE_APPLY_COMPLETED,
     PLANNED_AND_FINISHED,
     PLANNED_AND_SAVED,
     APPLY_QUEUED,
@@ -98,12 +105,17 @@ DISCARDABLE = frozenset(
         POLICY_OVERRIDE,
         POST_PLAN_RUNNING,
         POST_PLAN_COMPLETED,
+        POST_PLAN_AWAITING_DECISION,
     }
 )
 STATUS_GROUPS = {"non_final": NON_FINAL, "final": FINAL, "discardable": DISCARDABLE}
 # Paused for a person to say "apply".
 CONFIRMABLE = frozenset(
     {PLANNED, PLANNED_AND_SAVED, COST_ESTIMATED, POLICY_CHECKED, POST_PLAN_COMPLETED}
+)
+# Run task stages in progress (terrapod.runtasks): a cancel ends them at once.
+TASK_STAGE_RUNNING = frozenset(
+    {PRE_PLAN_RUNNING, POST_PLAN_RUNNING, PRE_APPLY_RUNNING, POST_PLAN_AWAITING_DECISION}
 )
 # Where a job is (or is about to be) running, so a cancel must reach an engine process.
 EXECUTING = frozenset({PLANNING, APPLYING})
@@ -122,7 +134,28 @@ SOURCES = (
 
 # status -> the statuses it may move to.
 _NEXT: dict[str, frozenset[str]] = {
-    PENDING: frozenset({PLAN_QUEUED, DISCARDED, CANCELED, ERRORED}),
+    PENDING: frozenset({PLAN_QUEUED, PRE_PLAN_RUNNING, DISCARDED, CANCELED, ERRORED}),
+    # Run task stages (terrapod.runtasks; docs/dev/run-lifecycle.md, "Run tasks").
+    PRE_PLAN_RUNNING: frozenset({PRE_PLAN_COMPLETED, ERRORED, CANCELED, DISCARDED}),
+    PRE_PLAN_COMPLETED: frozenset({PLAN_QUEUED, ERRORED, CANCELED, DISCARDED}),
+    POST_PLAN_RUNNING: frozenset(
+        {POST_PLAN_COMPLETED, POST_PLAN_AWAITING_DECISION, ERRORED, CANCELED, DISCARDED}
+    ),
+    POST_PLAN_AWAITING_DECISION: frozenset({POST_PLAN_COMPLETED, ERRORED, CANCELED, DISCARDED}),
+    POST_PLAN_COMPLETED: frozenset(
+        {
+            CONFIRMED,
+            APPLY_QUEUED,
+            PRE_APPLY_RUNNING,
+            PLANNED_AND_FINISHED,
+            PLANNED_AND_SAVED,
+            DISCARDED,
+            CANCELED,
+            ERRORED,
+        }
+    ),
+    PRE_APPLY_RUNNING: frozenset({PRE_APPLY_COMPLETED, ERRORED, CANCELED, DISCARDED}),
+    PRE_APPLY_COMPLETED: frozenset({APPLY_QUEUED, ERRORED, CANCELED, DISCARDED}),
     PLAN_QUEUED: frozenset({PLANNING, CANCELED, ERRORED, DISCARDED}),
     PLANNING: frozenset(
         {
@@ -133,11 +166,13 @@ _NEXT: dict[str, frozenset[str]] = {
             CANCELED,
             FORCE_CANCELED,
             APPLY_QUEUED,
+            POST_PLAN_RUNNING,
+            PRE_APPLY_RUNNING,
         }
     ),
     PLANNED: frozenset({CONFIRMED, APPLY_QUEUED, DISCARDED, CANCELED, ERRORED}),
     PLANNED_AND_SAVED: frozenset({CONFIRMED, DISCARDED, ERRORED}),
-    CONFIRMED: frozenset({APPLY_QUEUED, CANCELED, DISCARDED, ERRORED}),
+    CONFIRMED: frozenset({APPLY_QUEUED, PRE_APPLY_RUNNING, CANCELED, DISCARDED, ERRORED}),
     APPLY_QUEUED: frozenset({APPLYING, CANCELED, ERRORED}),
     APPLYING: frozenset({APPLIED, ERRORED, CANCELED, FORCE_CANCELED}),
 }
@@ -195,6 +230,7 @@ def is_cancelable(run: Run) -> bool:
         run.status in EXECUTING
         or run.status in (PLAN_QUEUED, APPLY_QUEUED)
         or (run.status in (PENDING, CONFIRMED))
+        or run.status in TASK_STAGE_RUNNING
     )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.configversions.models import UPLOADED as CV_UPLOADED
 from terrapod.configversions.models import ConfigurationVersion
-from terrapod.db.hooks import fire
+from terrapod.db.hooks import TaskStageReached, fire
 from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import NotFound
 from terrapod.events.bus import publish_after_commit
@@ -136,14 +136,46 @@ def iso_text(now: datetime) -> str:
     return iso(now) or ""
 
 
-async def start_plan(session: AsyncSession, run: Run, now: datetime) -> None:
+# A run-task stage -> the run's status while it runs and once it has passed.
+TASK_STAGE_STATUSES = {
+    "pre_plan": (m.PRE_PLAN_RUNNING, m.PRE_PLAN_COMPLETED),
+    "post_plan": (m.POST_PLAN_RUNNING, m.POST_PLAN_COMPLETED),
+    "pre_apply": (m.PRE_APPLY_RUNNING, m.PRE_APPLY_COMPLETED),
+}
+
+
+async def enter_task_stage(session: AsyncSession, run: Run, stage: str) -> bool:
+    """Offer ``stage`` to the run-task domain (the ``task_stage_reached`` hook). True when
+    a reaction started it: the run is now ``<stage>_running`` and the caller must stop; the
+    run continues from :func:`terrapod.runs.jobs.task_stage_passed`."""
+    before = run.status
+    await fire(session, "task_stage_reached", TaskStageReached(run, stage))
+    return run.status != before
+
+
+async def begin_task_stage(session: AsyncSession, run: Run, stage: str, now: datetime) -> None:
+    """Move ``run`` into ``stage`` (for the ``task_stage_reached`` reactions)."""
+    m.move(run, TASK_STAGE_STATUSES[stage][0], now)
+    record_event(session, run, stage.replace("_", "-") + "-tasks", f"{stage} tasks started")
+    await run_changed(session, run)
+
+
+async def start_plan(
+    session: AsyncSession, run: Run, now: datetime, *, tasks_done: bool = False
+) -> None:
+    if not tasks_done and await enter_task_stage(session, run, "pre_plan"):
+        return
     m.move(run, m.PLAN_QUEUED, now)
     await set_phase_status(session, run.plan_id, "queued", now)
     _queue_job(session, run, "plan", now)
     await run_changed(session, run)
 
 
-async def start_apply(session: AsyncSession, run: Run, now: datetime) -> None:
+async def start_apply(
+    session: AsyncSession, run: Run, now: datetime, *, tasks_done: bool = False
+) -> None:
+    if not tasks_done and await enter_task_stage(session, run, "pre_apply"):
+        return
     m.move(run, m.APPLY_QUEUED, now)
     await set_phase_status(session, run.apply_id, "queued", now)
     _queue_job(session, run, "apply", now)

@@ -303,7 +303,11 @@ def run_attributes(view: RunView, position: int = 0) -> dict[str, Any]:
     }
 
 
-def serialize_run(view: RunView, position: int = 0) -> Resource:
+def serialize_run(
+    view: RunView, position: int = 0, *, task_stages: list[dict[str, str]] | None = None
+) -> Resource:
+    """``task_stages``: the identifiers of the run's task stages (terrapod.runtasks answers
+    the ``run_task_stages`` hook for the routes)."""
     run = view.run
     return resource(
         "runs",
@@ -321,7 +325,7 @@ def serialize_run(view: RunView, position: int = 0) -> Resource:
             "cost-estimate": {"data": None},
             "input-state-version": ref("state-versions", run.input_state_version_id),
             "run-events": {"data": []},
-            "task-stages": {"data": []},
+            "task-stages": {"data": list(task_stages or [])},
             "policy-checks": {"data": []},
             "comments": {"data": []},
         },
