@@ -27,8 +27,22 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async for session in _session(request, write=request.method not in _READ_METHODS):
+        yield session
+
+
+async def get_session_writing_last(request: Request) -> AsyncIterator[AsyncSession]:
+    """For a writing route that waits on the network before its one small write (a test
+    notification): no write lock is taken up front, so on SQLite other writers are not held
+    up while it waits; its single-statement write commits on its own. The same as
+    :func:`get_session` on PostgreSQL."""
+    async for session in _session(request, write=False):
+        yield session
+
+
+async def _session(request: Request, *, write: bool) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
-        if request.method not in _READ_METHODS:
+        if write:
             # Tells the SQLite engine to BEGIN IMMEDIATE (see db/engine.py); no-op on PostgreSQL.
             await session.connection(execution_options={WRITE_OPTION: True})
         try:
@@ -41,6 +55,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WritingLastSessionDep = Annotated[AsyncSession, Depends(get_session_writing_last, scope="function")]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -54,6 +69,18 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def current_principal(request: Request, session: SessionDep) -> Principal:
+    return await _principal(request, session)
+
+
+async def current_principal_writing_last(
+    request: Request, session: WritingLastSessionDep
+) -> Principal:
+    """The principal, resolved on the request's :data:`WritingLastSessionDep` session (one
+    session per request, as always)."""
+    return await _principal(request, session)
+
+
+async def _principal(request: Request, session: AsyncSession) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("an API token is required: send Authorization: Bearer <token>")
@@ -68,6 +95,7 @@ async def current_principal(request: Request, session: SessionDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+PrincipalWritingLastDep = Annotated[Principal, Depends(current_principal_writing_last)]
 
 
 async def get_settings(request: Request) -> Settings:

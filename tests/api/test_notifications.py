@@ -5,6 +5,7 @@ driven by the agent protocol (tests.runs_support.ProtocolAgent) to real receiver
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -437,6 +438,40 @@ async def test_verify_sends_a_signed_test_and_records_the_response(
     assert response["url"] == receiver.url() and response["body"] == '{"ok": true}'
     assert response["headers"]["x-receiver"] == ["test"]
     assert response["sent-at"].endswith("Z")
+
+
+async def test_verify_holds_no_write_lock_while_the_destination_answers(
+    nadmin: httpx.AsyncClient,
+) -> None:
+    """On SQLite a writing request holds the database's one write lock: a verify that waited
+    for a slow destination inside its transaction would stall every other write."""
+    with HttpReceiver(hold=True) as slow:
+        ws = await _ws(nadmin)
+        r = await nadmin.post(
+            f"/api/v2/workspaces/{ws}/notification-configurations", json=generic(slow.url())
+        )
+        nc = r.json()["data"]["id"]
+        verify = asyncio.create_task(
+            nadmin.post(f"/api/v2/notification-configurations/{nc}/actions/verify", json={})
+        )
+        await slow.wait_for(lambda seen: len(seen) == 1)
+        variable = {"key": "region", "value": "eu", "category": "terraform"}
+        r = await asyncio.wait_for(
+            nadmin.post(
+                f"/api/v2/workspaces/{ws}/vars",
+                json={"data": {"type": "vars", "attributes": variable}},
+            ),
+            timeout=10,
+        )
+        assert r.status_code == 201, r.text
+        assert not verify.done()
+        slow.release.set()
+        r = await verify
+    assert r.status_code == 200, r.text
+    [response] = _attrs(r)["delivery-responses"]
+    assert response["code"] == "200"
+    shown = await nadmin.get(f"/api/v2/notification-configurations/{nc}")
+    assert _attrs(shown)["delivery-responses"] == [response]
 
 
 async def test_verify_records_an_unsuccessful_answer(nadmin: httpx.AsyncClient) -> None:

@@ -11,7 +11,13 @@ from starlette.responses import Response
 from terrapod.access.permissions import Action
 from terrapod.config import NotificationSettings, Settings
 from terrapod.crypto import SecretBox
-from terrapod.deps import PrincipalDep, SessionDep, base_url
+from terrapod.deps import (
+    PrincipalDep,
+    PrincipalWritingLastDep,
+    SessionDep,
+    WritingLastSessionDep,
+    base_url,
+)
 from terrapod.jsonapi.documents import document, no_content
 from terrapod.jsonapi.models import (
     BODY_ERRORS,
@@ -173,8 +179,10 @@ async def delete_notification_configuration(
 )
 async def verify_notification_configuration(
     configuration_id: str,
-    session: SessionDep,
-    principal: PrincipalDep,
+    # The test is sent before the one write that records its answer: no write lock is held
+    # while the destination takes its time.
+    session: WritingLastSessionDep,
+    principal: PrincipalWritingLastDep,
     box: BoxDep,
     settings: NotificationSettingsDep,
 ) -> Response:

@@ -3,8 +3,9 @@
 can all deliver to them.
 
 ``HttpReceiver`` answers each request with the next status of its script (then 200) and keeps
-every request; ``SmtpServer`` (aiosmtpd) keeps every message. Both offer ``wait_for``, which
-polls with a deadline for an asynchronous outcome.
+every request (with ``hold=True`` it answers only once ``release`` is set); ``SmtpServer``
+(aiosmtpd) keeps every message. Both offer ``wait_for``, which polls with a deadline for an
+asynchronous outcome.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class Received:
 
 
 class HttpReceiver:
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, *, hold: bool = False) -> None:
         self.script = list(statuses or [])
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -47,6 +51,7 @@ class HttpReceiver:
                     receiver.requests.append(
                         Received(self.path, dict(self.headers.items()), body, status)
                     )
+                receiver.release.wait(timeout=60)
                 answer = b'{"ok": true}' if status < 300 else b"try again later"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -66,6 +71,7 @@ class HttpReceiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
 
