@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select
@@ -203,30 +203,50 @@ async def _flush(session: AsyncSession, category: str, key: str) -> None:
         raise _taken(category, key) from exc
 
 
-def _seal(box: SecretBox, variable: Variable, value: str) -> None:
-    """Store ``value`` as the variable's value, encrypted when it is sensitive."""
+class Sealable(Protocol):
+    """A stored variable whose value may be sealed: a workspace's or a variable set's."""
+
+    id: str
+    key: str
+    sensitive: bool
+    value: str | None
+    value_encrypted: str | None
+
+
+def seal(box: SecretBox, variable: Sealable, value: str, context: str) -> None:
+    """Store ``value`` as the variable's value, encrypted (bound to ``context``) when it is
+    sensitive."""
     if variable.sensitive:
         variable.value = None
-        variable.value_encrypted = box.encrypt(value.encode(), context=_context(variable.id))
+        variable.value_encrypted = box.encrypt(value.encode(), context=context)
     else:
         variable.value = value
         variable.value_encrypted = None
 
 
-def _open(box: SecretBox, variable: Variable) -> str:
-    """The variable's plain value (decrypted when sensitive)."""
+def unseal(box: SecretBox, variable: Sealable, context: str, whose: str = "") -> str:
+    """The variable's plain value (decrypted when sensitive). ``whose`` names its owner in
+    the error (" of a variable set")."""
     if not variable.sensitive:
         return variable.value or ""
     if variable.value_encrypted is None:
         return ""
     try:
-        return box.decrypt(variable.value_encrypted, context=_context(variable.id)).decode()
+        return box.decrypt(variable.value_encrypted, context=context).decode()
     except (InvalidTag, ValueError) as exc:
         raise UndecryptableVariable(
-            f"the sensitive variable {variable.key!r} ({variable.id}) cannot be decrypted: the "
-            "server's secret key changed since it was stored (restore the previous "
-            "TERRAPOD_SECRET_KEY or <data_dir>/secret.key, or set the variable again)"
+            f"the sensitive variable {variable.key!r} ({variable.id}){whose} cannot be "
+            "decrypted: the server's secret key changed since it was stored (restore the "
+            "previous TERRAPOD_SECRET_KEY or <data_dir>/secret.key, or set the variable again)"
         ) from exc
+
+
+def _seal(box: SecretBox, variable: Variable, value: str) -> None:
+    seal(box, variable, value, _context(variable.id))
+
+
+def _open(box: SecretBox, variable: Variable) -> str:
+    return unseal(box, variable, _context(variable.id))
 
 
 # -- reads -------------------------------------------------------------------------------

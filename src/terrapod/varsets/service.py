@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -460,27 +459,11 @@ async def _assign(session: AsyncSession, varset_id: str, workspace_ids: Sequence
 
 
 def _seal(box: SecretBox, variable: VariableSetVariable, value: str) -> None:
-    if variable.sensitive:
-        variable.value = None
-        variable.value_encrypted = box.encrypt(value.encode(), context=_context(variable.id))
-    else:
-        variable.value = value
-        variable.value_encrypted = None
+    variables.seal(box, variable, value, _context(variable.id))
 
 
 def _open(box: SecretBox, variable: VariableSetVariable) -> str:
-    if not variable.sensitive:
-        return variable.value or ""
-    if variable.value_encrypted is None:
-        return ""
-    try:
-        return box.decrypt(variable.value_encrypted, context=_context(variable.id)).decode()
-    except (InvalidTag, ValueError) as exc:
-        raise UndecryptableVariable(
-            f"the sensitive variable {variable.key!r} ({variable.id}) of a variable set cannot "
-            "be decrypted: the server's secret key changed since it was stored (restore the "
-            "previous TERRAPOD_SECRET_KEY or <data_dir>/secret.key, or set the variable again)"
-        ) from exc
+    return variables.unseal(box, variable, _context(variable.id), " of a variable set")
 
 
 def _key_taken(category: str, key: str) -> Invalid:
