@@ -21,6 +21,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from terrapod import __version__
+from terrapod.actions import api as actions_api
+from terrapod.actions import service as actions
 from terrapod.agent.local import LocalTransport
 from terrapod.agent.loop import Agent
 from terrapod.auth import api as auth_api
@@ -88,6 +90,7 @@ ROUTERS = (
     runtriggers_api.router,
     notifications_api.router,
     runtasks_api.router,
+    actions_api.router,
     users_api.router,
     auth_api.router,
     login_api.router,
@@ -227,6 +230,7 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     hooks.run_changed.append(runtasks.on_run_changed)
     hooks.task_stage_reached.append(runtasks.on_task_stage_reached)
     hooks.run_task_stages.append(runtasks_schemas.on_run_task_stages)
+    hooks.job_finished.append(actions.on_job_finished)
     return hooks
 
 

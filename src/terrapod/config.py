@@ -133,6 +133,11 @@ class RunSettings(BaseModel):
         default_factory=dict,
         description="Other Terraform versions the built-in agent may use: version -> binary",
     )
+    provider_mirror: Path | None = Field(
+        default=None,
+        description="A filesystem mirror of providers (private ones) the engine installs from, "
+        "beside the registries",
+    )
 
 
 class RunTaskSettings(BaseModel):

@@ -170,6 +170,7 @@ class LocalTransport:
             destructions=result.destructions,
             imports=result.imports,
             has_plan_file=spec.phase == "plan" and result.outcome == "finished",
+            report=result,
         )
         async with self._tx() as session:
             await jobs.finish_job(session, spec.job_id, agent_id, outcome)
@@ -212,4 +213,8 @@ def _spec(claimed: jobs.ClaimedJob, variables: list[VariableValue], settings: Se
         run_variables=tuple((v["key"], v["value"]) for v in run.variables),
         timeout_seconds=settings.runs.job_timeout_seconds,
         max_configuration_bytes=settings.runs.max_configuration_bytes,
+        invoke_action_addrs=tuple(run.invoke_action_addrs or ()),
+        provider_mirror=(
+            str(settings.runs.provider_mirror.resolve()) if settings.runs.provider_mirror else None
+        ),
     )

@@ -33,6 +33,18 @@ class TaskStageReached:
 
 
 @dataclass
+class JobFinished:
+    """The subject of ``job_finished``: ``run``'s ``phase`` job (plan or apply) ended with
+    ``outcome`` (finished, errored or canceled); ``report`` is what the job reported (the
+    runner's ``JobResult``, or ``None`` when the job ended without one)."""
+
+    run: Any
+    phase: str
+    outcome: str
+    report: Any = None
+
+
+@dataclass
 class RelatedResources:
     """The subject of a question a lower domain asks while it serializes (``run_task_stages``):
     the reactions fill ``refs`` (id -> resource identifiers of its related resources) and,
@@ -64,6 +76,9 @@ class Hooks:
     task_stage_reached: list[Hook] = field(default_factory=list)
     # (session, RelatedResources of run ids): the task stages of runs, for serializing them
     run_task_stages: list[Hook] = field(default_factory=list)
+    # (session, JobFinished) when an agent reports a job's end, before the run moves on
+    # (Terraform actions record what the engine planned and invoked)
+    job_finished: list[Hook] = field(default_factory=list)
 
 
 async def fire(session: AsyncSession, name: str, subject: Any) -> None:

@@ -1,5 +1,6 @@
 """Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from terrapod.actions import models as action_models
 from terrapod.auth import models as auth_models
 from terrapod.configversions import models as configversion_models
 from terrapod.notifications import models as notification_models
@@ -14,6 +15,7 @@ from terrapod.varsets import models as varset_models
 from terrapod.workspaces import models as workspace_models
 
 __all__ = [
+    "action_models",
     "auth_models",
     "configversion_models",
     "notification_models",

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from terrapod.archives import ArchiveLimits, UnsafeArchive, extract_tarball
 from terrapod.observability.logging import get_logger
+from terrapod.runner.actions import ApplyActions, declared_actions, planned_invocations
 from terrapod.runner.engines import Engine, EngineResolver, EngineUnavailable
 from terrapod.runner.masking import LogMasker, mask_strings
 from terrapod.runner.planjson import (
@@ -39,12 +40,20 @@ from terrapod.runner.planjson import (
 )
 from terrapod.runner.process import EngineCommands
 from terrapod.runner.schema_cache import SchemaCache
-from terrapod.runner.spec import JobControl, JobIO, JobResult, JobSpec
+from terrapod.runner.spec import (
+    ActionInvocationReport,
+    DeclaredAction,
+    JobControl,
+    JobIO,
+    JobResult,
+    JobSpec,
+)
 from terrapod.runner.workdir import (
     InvalidJob,
     JobDirectory,
     engine_environment,
     write_backend_override,
+    write_cli_config,
     write_variable_files,
 )
 
@@ -154,20 +163,25 @@ class _Job:
             await self._engine("plan", self._plan_args())
             shown, schemas = await self._plan_and_schemas()
             # Plans can be large: decoding and rewriting them stays off the event loop.
-            summary, plan_json, redacted_json = await asyncio.to_thread(
+            summary, plan_json, redacted_json, actions, invocations = await asyncio.to_thread(
                 _plan_documents, spec, shown, schemas
             )
             await self.io.store_plan(self.dir.plan, plan_json, redacted_json)
-            keep = not spec.plan_only and (summary.has_changes or spec.allow_empty_apply)
+            # A plan that only invokes actions (-invoke) changes no resource, and still has
+            # something to apply.
+            has_changes = summary.has_changes or bool(invocations)
+            keep = not spec.plan_only and (has_changes or spec.allow_empty_apply)
             if keep:
                 self.dir.ready.touch()
             return JobResult(
                 outcome="finished",
-                has_changes=summary.has_changes,
+                has_changes=has_changes,
                 additions=summary.additions,
                 changes=summary.changes,
                 destructions=summary.destructions,
                 imports=summary.imports,
+                actions=actions,
+                action_invocations=invocations,
             )
         finally:
             if not keep:
@@ -206,9 +220,21 @@ class _Job:
                 await self._prepare(state)
             await self.io.fetch_plan_file(self.dir.plan)
             summary = _ApplySummary()
+            # Only Terraform's JSON lines say which action invocation did what.
+            actions = ApplyActions() if self.spec.structured_output else None
+
+            def observe(data: bytes) -> None:
+                summary.feed(data)
+                if actions is not None:
+                    actions.feed(data)
+
             watcher = _StateWatcher(self.dir.state, state, self.io.persist_state)
             try:
-                await self._engine("apply", self._apply_args(), observe=summary.feed)
+                await self._engine("apply", self._apply_args(), observe=observe)
+            except _Stop as stop:
+                # A failed or canceled apply still reports the invocations it started.
+                stop.result.action_invocations = actions.reports() if actions else None
+                raise
             finally:
                 await watcher.stop()
             return JobResult(
@@ -217,6 +243,7 @@ class _Job:
                 changes=summary.counts.get(b"changed", 0),
                 destructions=summary.counts.get(b"destroyed", 0),
                 imports=summary.counts.get(b"imported", 0),
+                action_invocations=actions.reports() if actions else None,
             )
         finally:
             self.dir.discard()
@@ -224,6 +251,7 @@ class _Job:
     async def _prepare(self, state: bytes | None) -> None:
         """A fresh directory: the configuration, the backend override, ``state``, ``init``."""
         self.dir.create()
+        write_cli_config(self.dir, self.spec.provider_mirror)
         tarball = self.dir.root / "configuration.tar.gz"
         await self.io.fetch_configuration(tarball)
         try:
@@ -323,6 +351,7 @@ class _Job:
             args.append("-refresh=false")
         args += [f"-target={addr}" for addr in spec.target_addrs]
         args += [f"-replace={addr}" for addr in spec.replace_addrs]
+        args += [f"-invoke={addr}" for addr in spec.invoke_action_addrs]
         if spec.allow_config_generation:
             args.append("-generate-config-out=generated.tf")
         return args
@@ -336,10 +365,16 @@ class _Job:
 
 def _plan_documents(
     spec: JobSpec, shown: bytes, schemas: bytes
-) -> tuple[PlanSummary, bytes, bytes]:
+) -> tuple[
+    PlanSummary,
+    bytes,
+    bytes,
+    tuple[DeclaredAction, ...],
+    tuple[ActionInvocationReport, ...],
+]:
     """The plan's summary, its JSON for the API and its redacted form for the CLI, from the
     output of ``show -json <planfile>`` and ``providers schema -json``; no sensitive variable
-    value is left in either."""
+    value is left in either. Then the configuration's actions and the invocations planned."""
     plan = json.loads(shown)
     secrets = [v.value for v in spec.variables if v.sensitive]
     sensitive_names = {v.key for v in spec.variables if v.sensitive}
@@ -347,6 +382,8 @@ def _plan_documents(
         summarize(plan, refresh_only=spec.refresh_only),
         _encode(mask_strings(without_sensitive_variables(plan, sensitive_names), secrets)),
         _encode(mask_strings(redacted_plan(plan, json.loads(schemas)), secrets)),
+        tuple(declared_actions(plan)),
+        tuple(planned_invocations(plan)),
     )
 
 

@@ -64,6 +64,11 @@ class JobSpec:
     max_configuration_bytes: int = 512 * 1024**2
     """The most the configuration may unpack to (the server checked the upload against the
     same setting)."""
+    invoke_action_addrs: tuple[str, ...] = ()
+    """``terraform apply -invoke=<address>``: the plan invokes these actions and nothing else."""
+    provider_mirror: str | None = None
+    """A filesystem mirror of providers (``runs.provider_mirror``): the engine installs the
+    providers found there from it, and every other provider as usual."""
 
 
 class JobIO(Protocol):
@@ -100,6 +105,53 @@ class JobControl:
     """Stop now: the engine and everything it started get SIGKILL."""
 
 
+@dataclass(frozen=True)
+class DeclaredAction:
+    """An ``action`` block of the configuration (Terraform 1.14+), from the plan."""
+
+    module_address: str
+    """``""`` for the root module, else ``module.a`` or ``module.a.module.b``."""
+    address: str
+    """``action.<type>.<name>``, inside its module, without an instance key."""
+    provider: str
+    """The provider's type (``aws``, ``pinger``)."""
+    instance_type: Literal["single", "count", "for_each"] = "single"
+    count_value: int | None = None
+    """The action's ``count`` when the configuration sets it to a constant."""
+
+
+@dataclass(frozen=True)
+class ActionInvocationReport:
+    """One invocation of an action the engine planned, and how it went in the apply.
+
+    Plan jobs report every planned invocation (``status`` ``planned``); apply jobs report
+    those the engine started, ``successful`` or ``failed``. ``match_key`` is the same for an
+    invocation in both phases' reports.
+    """
+
+    match_key: str
+    module_address: str
+    address: str
+    action_key: str | int | None
+    provider: str
+    method: Literal["direct", "lifecycle"]
+    status: Literal["planned", "successful", "failed"] = "planned"
+    triggering_resource_address: str | None = None
+    trigger_event: str | None = None
+    """As Terraform names it: ``BeforeCreate``, ``AfterCreate``, ``BeforeUpdate``,
+    ``AfterUpdate``."""
+    trigger_block_index: int | None = None
+    actions_list_index: int | None = None
+    order: int = 0
+    """The engine's order: of the plan's list in a plan, of the starts in an apply."""
+    started_at: str | None = None
+    """The engine's timestamps (RFC 3339, UTC)."""
+    completed_at: str | None = None
+    messages: tuple[str, ...] = ()
+    """The action's progress messages, in order."""
+    error: str | None = None
+
+
 @dataclass
 class JobResult:
     """How a job ended. ``error`` is a short reason for ``errored`` and ``canceled``."""
@@ -112,3 +164,8 @@ class JobResult:
     changes: int = 0
     destructions: int = 0
     imports: int = 0
+    actions: tuple[DeclaredAction, ...] = ()
+    """Plan phase: the configuration's actions."""
+    action_invocations: tuple[ActionInvocationReport, ...] | None = None
+    """The action invocations the engine planned (plan phase) or started (apply phase, when
+    its output was Terraform's JSON lines); ``None`` when the job could not tell."""

@@ -9,7 +9,8 @@ Layout of ``<workdir_root>/<run_id>/`` (mode 0700)::
         ~terrapod_2_run.auto.tfvars        run variables
         ~terrapod_3_enforced.auto.tfvars   priority variable sets' terraform variables
     home/                   the engine's HOME
-    terraformrc             an empty CLI configuration (TF_CLI_CONFIG_FILE)
+    terraformrc             the CLI configuration (TF_CLI_CONFIG_FILE): empty, or naming the
+                            operator's provider mirror (runs.provider_mirror)
     terraform.tfstate       the workspace's state
     plan.tfplan             the binary plan
     ready                   written when a plan leaves the directory ready for its apply
@@ -95,6 +96,21 @@ def write_backend_override(module: Path, state_path: Path) -> None:
         f'terraform {{\n  backend "local" {{\n    path = {hcl_string(str(state_path))}\n  }}\n}}\n'
     )
     _write_private(module / OVERRIDE_FILE, text.encode())
+
+
+def write_cli_config(directory: JobDirectory, provider_mirror: str | None) -> None:
+    """The engine's CLI configuration: empty, or with ``provider_mirror`` (an operator's
+    filesystem mirror of private providers, in Terraform's packed or unpacked layout)
+    consulted beside the providers' registries. Terraform takes every version either offers."""
+    if not provider_mirror:
+        return
+    text = (
+        "provider_installation {\n"
+        f"  filesystem_mirror {{\n    path = {hcl_string(provider_mirror)}\n  }}\n"
+        "  direct {}\n"
+        "}\n"
+    )
+    _write_private(directory.cli_config, text.encode())
 
 
 def write_variable_files(module: Path, spec: JobSpec) -> None:

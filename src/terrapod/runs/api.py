@@ -305,11 +305,6 @@ async def _comment(request: Request) -> str | None:
 )
 async def create_run(request: Request, session: SessionDep, principal: PrincipalDep) -> Response:
     body = await parse_resource(request, RunAttributes, types={"runs"})
-    if body.attributes.invoke_action_addrs:
-        raise Invalid(
-            "invoking actions (-invoke) is not supported yet",
-            pointer="/data/attributes/invoke-action-addrs",
-        )
     workspace_id = relationship_id(body.relationships, "workspace", "workspaces")
     if workspace_id is None:
         raise Invalid(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.configversions import service as configversions
 from terrapod.configversions.models import ConfigurationVersion
+from terrapod.db.hooks import JobFinished, fire
 from terrapod.errors import NotFound
 from terrapod.organizations.models import Organization
 from terrapod.runs import logs
@@ -112,6 +113,9 @@ class JobOutcome:
     imports: int = 0
     has_plan_file: bool = False
     generated_configuration: bool = False
+    # Everything else the job reported (the runner's JobResult), for the domains that hook
+    # ``job_finished``; the run machine does not read it.
+    report: object = None
 
 
 async def finish_job(session: AsyncSession, job_id: str, agent_id: str, result: JobOutcome) -> None:
@@ -129,6 +133,7 @@ async def finish_job(session: AsyncSession, job_id: str, agent_id: str, result: 
     job.finished_at = now
     ctx = await load(session, job.run_id, for_update=True)
     run = ctx.run
+    await fire(session, "job_finished", JobFinished(run, job.phase, job.status, result.report))
     if run.status in m.FINAL:
         return
     if job.phase == "plan":

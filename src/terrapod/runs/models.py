@@ -56,6 +56,8 @@ class Run(Base):
     refresh_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     replace_addrs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     target_addrs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # terraform apply -invoke=<address>: the actions the run invokes (Terraform actions).
+    invoke_action_addrs: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # Run-specific variables: [{"key": ..., "value": <HCL literal>}].
     variables: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
     plan_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

@@ -65,6 +65,9 @@ def options_from(
         refresh_only=bool(attrs.refresh_only),
         replace_addrs=tuple(attrs.replace_addrs) if attrs.replace_addrs is not None else None,
         target_addrs=tuple(attrs.target_addrs) if attrs.target_addrs is not None else None,
+        invoke_action_addrs=(
+            tuple(attrs.invoke_action_addrs) if attrs.invoke_action_addrs is not None else None
+        ),
         variables=tuple((v.key, v.value) for v in attrs.variables or ()),
         plan_only=attrs.plan_only,
         save_plan=bool(attrs.save_plan),
@@ -123,6 +126,7 @@ class RunResponseAttributes(WireModel):
     refresh_only: bool
     replace_addrs: list[str] | None
     target_addrs: list[str] | None
+    invoke_action_addrs: list[str] | None
     variables: list[RunVariable]
     plan_only: bool
     save_plan: bool
@@ -290,6 +294,7 @@ def run_attributes(view: RunView, position: int = 0) -> dict[str, Any]:
         "refresh-only": run.refresh_only,
         "replace-addrs": run.replace_addrs,
         "target-addrs": run.target_addrs,
+        "invoke-action-addrs": run.invoke_action_addrs,
         "variables": list(run.variables or []),
         "plan-only": run.plan_only,
         "save-plan": run.save_plan,

@@ -125,6 +125,7 @@ class RunOptions:
     refresh_only: bool = False
     replace_addrs: tuple[str, ...] | None = None
     target_addrs: tuple[str, ...] | None = None
+    invoke_action_addrs: tuple[str, ...] | None = None
     variables: tuple[tuple[str, str], ...] = ()
     plan_only: bool | None = None
     save_plan: bool = False
@@ -150,6 +151,7 @@ def _validate(options: RunOptions) -> None:
     for name, addrs in (
         ("target-addrs", options.target_addrs),
         ("replace-addrs", options.replace_addrs),
+        ("invoke-action-addrs", options.invoke_action_addrs),
     ):
         if addrs is None:
             continue
@@ -274,6 +276,9 @@ async def create(
         refresh_only=options.refresh_only,
         replace_addrs=list(options.replace_addrs) if options.replace_addrs is not None else None,
         target_addrs=list(options.target_addrs) if options.target_addrs is not None else None,
+        invoke_action_addrs=(
+            list(options.invoke_action_addrs) if options.invoke_action_addrs is not None else None
+        ),
         variables=[{"key": k, "value": v} for k, v in options.variables],
         plan_only=plan_only,
         save_plan=options.save_plan,
@@ -315,6 +320,9 @@ async def retry(session: AsyncSession, principal: Principal, ctx: RunContext) ->
         refresh_only=run.refresh_only,
         replace_addrs=tuple(run.replace_addrs) if run.replace_addrs is not None else None,
         target_addrs=tuple(run.target_addrs) if run.target_addrs is not None else None,
+        invoke_action_addrs=(
+            tuple(run.invoke_action_addrs) if run.invoke_action_addrs is not None else None
+        ),
         variables=tuple((v["key"], v["value"]) for v in run.variables),
         plan_only=run.plan_only,
         save_plan=run.save_plan,
