@@ -108,7 +108,34 @@ async def test_entitlements_claim_only_what_terrapod_does(admin: httpx.AsyncClie
     assert data["type"] == "entitlement-sets"
     # Terrapod runs plans and applies itself; each workspace's execution mode decides.
     assert data["attributes"]["operations"] is True
+    assert data["attributes"]["run-tasks"] is True
     assert data["attributes"]["sentinel"] is False
+
+
+async def test_permissions_say_who_manages_variable_sets_and_run_tasks(app: FastAPI) -> None:
+    owner = await make_user(app, organization="default", role="owner")
+    member = await make_user(app, organization="default", role="member")
+    seen = {}
+    for name, actor in (("owner", owner), ("member", member)):
+        async with actor.client(app) as c:
+            shown = (await c.get("/api/v2/organizations/default")).json()["data"]
+        permissions = shown["attributes"]["permissions"]
+        seen[name] = {
+            key: permissions[key]
+            for key in (
+                "can-manage-varsets",
+                "can-read-varsets",
+                "can-manage-run-tasks",
+                "can-read-run-tasks",
+            )
+        }
+    assert seen["owner"] == dict.fromkeys(seen["owner"], True)
+    assert seen["member"] == {
+        "can-manage-varsets": False,
+        "can-read-varsets": True,
+        "can-manage-run-tasks": False,
+        "can-read-run-tasks": False,
+    }
 
 
 async def test_create_validates_fields(admin: httpx.AsyncClient) -> None:

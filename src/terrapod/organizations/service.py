@@ -106,14 +106,15 @@ class Entitlements:
     The terraform CLI reads ``operations`` to decide between remote and local execution:
     Terrapod runs plans and applies on its agents, so it is True, and each workspace's
     ``execution-mode`` (remote or local) decides. ``state-storage``: workspaces keep their
-    state versions in Terrapod.
+    state versions in Terrapod. ``run-tasks``: organizations' run tasks run at the pre-plan,
+    post-plan and pre-apply stages (terrapod.runtasks).
     """
 
     operations: bool = True
     state_storage: bool = True
     private_module_registry: bool = False
     private_run_tasks: bool = False
-    run_tasks: bool = False
+    run_tasks: bool = True
     sentinel: bool = False
     policy_enforcement: bool = False
     cost_estimation: bool = False
@@ -259,14 +260,14 @@ def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
         "can-start-trial": False,
         "can-update-agent-pools": False,
         "can-manage-tags": False,
-        "can-manage-varsets": False,
-        "can-read-varsets": False,
+        "can-manage-varsets": can(principal, Action.ORG_MANAGE_VARSETS, organization_id=org.id),
+        "can-read-varsets": can(principal, Action.ORG_READ, organization_id=org.id),
         "can-manage-public-providers": False,
         "can-create-provider": False,
         "can-manage-public-modules": False,
         "can-manage-custom-providers": False,
-        "can-manage-run-tasks": False,
-        "can-read-run-tasks": False,
+        "can-manage-run-tasks": can(principal, Action.ORG_MANAGE_RUN_TASKS, organization_id=org.id),
+        "can-read-run-tasks": can(principal, Action.ORG_MANAGE_RUN_TASKS, organization_id=org.id),
         "can-create-project": False,
     }
 
