@@ -36,7 +36,9 @@ class TerraformAction(Timestamps, Base):
     # single | count | for_each
     instance_type: Mapped[str] = mapped_column(String(16), nullable=False, default="single")
     count_value: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    for_each_values: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    for_each_values: Mapped[list[str] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
     # The newest invocation (by invoked-at, else by creation) and when it was invoked; kept
     # here so the list filters and serializes without a query per action. No foreign key:
     # the two tables would reference each other.
@@ -64,7 +66,7 @@ class ActionInvocation(Timestamps, Base):
     # direct | lifecycle
     invocation_method: Mapped[str] = mapped_column(String(16), nullable=False)
     # The instance key: a number (count), a string (for_each) or None.
-    action_key: Mapped[Any] = mapped_column(JSON, nullable=True)
+    action_key: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
     # BeforeCreate | AfterCreate | BeforeUpdate | AfterUpdate (lifecycle only)
     action_trigger_event: Mapped[str | None] = mapped_column(String(32), nullable=True)
     triggering_resource_address: Mapped[str | None] = mapped_column(String(1024), nullable=True)

@@ -135,11 +135,17 @@ class ResourceGroup:
 async def on_job_finished(session: AsyncSession, subject: JobFinished) -> None:
     """Record the actions and invocations a plan or apply job reported (module docstring)."""
     report = subject.report
-    if subject.phase == "plan":
-        if subject.outcome == "finished" and report is not None:
-            await _record_plan(session, subject.run, report)
+    if subject.phase == "plan" and (subject.outcome != "finished" or report is None):
         return
-    await _record_apply(session, subject.run, subject.outcome, report)
+    try:
+        # A savepoint: whatever goes wrong here, the run still moves on.
+        async with session.begin_nested():
+            if subject.phase == "plan":
+                await _record_plan(session, subject.run, report)
+            else:
+                await _record_apply(session, subject.run, subject.outcome, report)
+    except Exception:
+        log.exception("recording the run's Terraform actions failed", run=subject.run.id)
 
 
 def _wire_module(module_address: str) -> str:
@@ -182,6 +188,8 @@ async def _record_plan(session: AsyncSession, run: Run, report: Any) -> None:
         action.instance_type = d.instance_type
         action.count_value = d.count_value
         action.for_each_values = None if d.instance_type != "for_each" else action.for_each_values
+    # No ORM relationship orders the inserts: the actions' rows go first.
+    await session.flush()
     for order, p in enumerate(planned):
         action = action_for(p.module_address, p.address, p.provider)
         _note_key(action, p.action_key)

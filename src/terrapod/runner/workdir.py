@@ -99,18 +99,32 @@ def write_backend_override(module: Path, state_path: Path) -> None:
 
 
 def write_cli_config(directory: JobDirectory, provider_mirror: str | None) -> None:
-    """The engine's CLI configuration: empty, or with ``provider_mirror`` (an operator's
-    filesystem mirror of private providers, in Terraform's packed or unpacked layout)
-    consulted beside the providers' registries. Terraform takes every version either offers."""
-    if not provider_mirror:
+    """The engine's CLI configuration: empty, or installing the providers found in
+    ``provider_mirror`` (an operator's filesystem mirror of private providers, Terraform's
+    packed or unpacked layout) from there only, and every other one from its registry."""
+    sources = mirrored_providers(Path(provider_mirror)) if provider_mirror else []
+    if not sources:
         return
+    listed = ", ".join(hcl_string(s) for s in sources)
     text = (
         "provider_installation {\n"
-        f"  filesystem_mirror {{\n    path = {hcl_string(provider_mirror)}\n  }}\n"
-        "  direct {}\n"
+        f"  filesystem_mirror {{\n    path    = {hcl_string(str(provider_mirror))}\n"
+        f"    include = [{listed}]\n  }}\n"
+        f"  direct {{\n    exclude = [{listed}]\n  }}\n"
         "}\n"
     )
     _write_private(directory.cli_config, text.encode())
+
+
+def mirrored_providers(mirror: Path) -> list[str]:
+    """``hostname/namespace/type`` of every provider in a filesystem mirror, sorted."""
+    if not mirror.is_dir():
+        return []
+    return sorted(
+        "/".join(p.relative_to(mirror).parts)
+        for p in mirror.glob("*/*/*")
+        if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(mirror).parts)
+    )
 
 
 def write_variable_files(module: Path, spec: JobSpec) -> None:
