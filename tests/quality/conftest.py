@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from tests.api.conftest import admin, anon, app  # noqa: F401  (re-exported fixtures)
 from tests.factories import Actor, make_org, make_user
 from tests.quality import (
+    world_actions,
     world_configversions,
     world_notifications,
     world_runs,
@@ -32,6 +33,7 @@ WORLD_PARTS = (
     world_runtriggers,
     world_notifications,
     world_runtasks,
+    world_actions,
 )
 
 

@@ -326,6 +326,7 @@ ROUTES: tuple[Route, ...] = (
 
 # Later domains describe their routes in their own modules, one file each.
 from tests.quality import (  # noqa: E402
+    routes_actions,
     routes_notifications,
     routes_runtasks,
     routes_runtriggers,
@@ -338,4 +339,5 @@ ROUTES = (
     + routes_runtriggers.ROUTES
     + routes_notifications.ROUTES
     + routes_runtasks.ROUTES
+    + routes_actions.ROUTES
 )
