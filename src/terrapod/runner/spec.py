@@ -164,8 +164,11 @@ class JobResult:
     changes: int = 0
     destructions: int = 0
     imports: int = 0
-    actions: tuple[DeclaredAction, ...] = ()
+    # What the engine reported about actions; not part of how the job ended (== ignores it).
+    actions: tuple[DeclaredAction, ...] = field(default=(), compare=False)
     """Plan phase: the configuration's actions."""
-    action_invocations: tuple[ActionInvocationReport, ...] | None = None
+    action_invocations: tuple[ActionInvocationReport, ...] | None = field(
+        default=None, compare=False
+    )
     """The action invocations the engine planned (plan phase) or started (apply phase, when
     its output was Terraform's JSON lines); ``None`` when the job could not tell."""
