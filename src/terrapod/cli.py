@@ -99,6 +99,9 @@ def serve(
         paths = create_dev_tls(settings.data_dir / "tls", names)
         tls_cert, tls_key = paths.server_cert, paths.server_key
         _print_terraform_hints(settings, paths.ca_cert)
+    if settings.runtasks.callback_base_url is None and settings.external_url is None:
+        # Task services call back on the address this server really serves, TLS included.
+        settings.runtasks.callback_base_url = own_address(settings, tls=tls_cert is not None)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -118,9 +121,21 @@ def serve(
         # Worker processes import terrapod.asgi, which reads settings from the environment:
         # hand them the data dir this command resolved (flags included).
         os.environ["TERRAPOD_DATA_DIR"] = str(settings.data_dir)
+        if settings.runtasks.callback_base_url:
+            os.environ["TERRAPOD_RUNTASKS__CALLBACK_BASE_URL"] = settings.runtasks.callback_base_url
         uvicorn.run("terrapod.asgi:app", workers=workers, **options)
     else:
         uvicorn.Server(uvicorn.Config(_app_factory(settings), **options)).run()
+
+
+def own_address(settings: Settings, *, tls: bool) -> str:
+    """The URL this server answers on, for those it tells to call back (run-task services)
+    when no external URL is configured: its scheme, and ``localhost`` for a wildcard listen
+    address (the --dev-tls certificate names it)."""
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{settings.port}"
 
 
 def _app_factory(settings: Settings) -> Any:

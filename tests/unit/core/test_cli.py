@@ -128,3 +128,13 @@ def test_admin_commands_create_users_orgs_and_working_tokens(tmp_path: Path) -> 
     import asyncio
 
     asyncio.run(check())
+
+
+def test_own_address_names_the_scheme_served_and_a_reachable_host() -> None:
+    from terrapod.cli import own_address
+    from terrapod.config import Settings
+
+    wildcard = Settings(host="0.0.0.0", port=8443)  # noqa: S104
+    assert own_address(wildcard, tls=True) == "https://localhost:8443"
+    assert own_address(Settings(host="127.0.0.1", port=9000), tls=False) == "http://127.0.0.1:9000"
+    assert own_address(Settings(host="::1", port=8443), tls=True) == "https://[::1]:8443"
