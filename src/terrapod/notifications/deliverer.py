@@ -26,8 +26,8 @@ from terrapod.crypto import SecretBox
 from terrapod.db.base import utcnow
 from terrapod.db.transactions import write_transaction
 from terrapod.notifications import service
-from terrapod.notifications.destinations import Outcome
 from terrapod.observability.logging import get_logger
+from terrapod.outbound import Outcome
 
 log = get_logger("terrapod.notifications")
 

@@ -192,7 +192,7 @@ async def _check_destination(
             await destinations.check_url(nc.url, settings)
         except ValueError as exc:
             raise Invalid(str(exc), pointer=_pointer("url")) from None
-        except destinations.DestinationRefused as exc:
+        except destinations.AddressRefused as exc:
             raise Invalid(f"url: {exc}", pointer=_pointer("url")) from None
 
 
