@@ -143,6 +143,11 @@ class RunSettings(BaseModel):
 class RunTaskSettings(BaseModel):
     """Run tasks: how the server calls task services (docs/configuration.md, "Run tasks")."""
 
+    allow_private_addresses: bool = Field(
+        default=False,
+        description="Allow task URLs whose host is a private, loopback, link-local or reserved "
+        "address (off: such hosts are refused when saved and when a request is sent)",
+    )
     callback_timeout_seconds: float = Field(
         default=600.0,
         gt=0,

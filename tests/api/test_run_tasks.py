@@ -1,6 +1,7 @@
 """Run tasks through HTTP: the organization's tasks and their attachment to workspaces, and
 runs passing their stages with a real task service on 127.0.0.1 that checks the request's
-signature and calls back (the agent is tests/runs_support.ProtocolAgent)."""
+signature and calls back (the agent is tests/runs_support.ProtocolAgent). The application allows
+private task addresses (``runtasks.allow_private_addresses``) unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from starlette.routing import Route
 from terrapod.app import create_app
 from terrapod.config import RunTaskSettings, Settings
 from terrapod.db.base import Base
+from terrapod.db.ids import new_id
+from terrapod.organizations.models import Organization
 from terrapod.runtasks.models import RunTask
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import make_org, make_user
@@ -41,7 +44,12 @@ DEADLINE_SECONDS = 20.0
 
 
 def _settings(base: Settings, **runtasks: Any) -> Settings:
-    options = {"callback_timeout_seconds": 600.0, "sweep_seconds": 0.2, "callback_base_url": BASE}
+    options = {
+        "callback_timeout_seconds": 600.0,
+        "sweep_seconds": 0.2,
+        "callback_base_url": BASE,
+        "allow_private_addresses": True,  # the task service is on 127.0.0.1
+    }
     return base.model_copy(update={"runtasks": RunTaskSettings(**{**options, **runtasks})})
 
 
@@ -213,9 +221,7 @@ def attach_body(task_id: str, level: str = "mandatory", **attrs: Any) -> dict[st
     }
 
 
-async def attach(
-    client: httpx.AsyncClient, ws: str, task_id: str, level: str, *stages: str
-) -> str:
+async def attach(client: httpx.AsyncClient, ws: str, task_id: str, level: str, *stages: str) -> str:
     r = await client.post(
         f"/api/v2/workspaces/{ws}/tasks", json=attach_body(task_id, level, stages=list(stages))
     )
@@ -598,6 +604,75 @@ async def test_an_undeliverable_request_errors_its_result(
     assert "plan-queued-at" not in attrs["status-timestamps"]
     result = (await stages_of(admin, run["id"]))["pre_plan"]["results"][0]["attributes"]
     assert result["status"] == "errored" and "HTTP 500" in result["message"]
+
+
+PRIVATE = {"allow_private_addresses": False}
+
+
+@pytest.mark.parametrize("runtask_options", [PRIVATE])
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("http://127.0.0.1:9/hook", "127.0.0.1 is a private"),
+        ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a private"),
+        ("http://[::1]:9/hook", "::1 is a private"),
+        ("http://localhost:9/hook", "localhost ("),
+    ],
+)
+async def test_a_private_task_url_is_refused_at_create_and_update(
+    admin: httpx.AsyncClient, url: str, named: str
+) -> None:
+    r = await admin.post(
+        "/api/v2/organizations/default/tasks",
+        json=task_body(name="inside", url=url, category="task"),
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["errors"][0]
+    assert error["source"]["pointer"] == "/data/attributes/url"
+    assert named in error["detail"] and "runtasks.allow_private_addresses" in error["detail"]
+
+    # A public URL, or a host that does not resolve yet (checked again at every request).
+    task_id = await make_task(admin, "outside", "https://task.invalid/hook")
+    r = await admin.patch(f"/api/v2/tasks/{task_id}", json=task_body(url=url))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/url"
+    shown = await admin.get(f"/api/v2/tasks/{task_id}")
+    assert shown.json()["data"]["attributes"]["url"] == "https://task.invalid/hook"
+
+
+async def test_a_private_task_url_is_allowed_with_the_setting(admin: httpx.AsyncClient) -> None:
+    task_id = await make_task(admin, "inside", "http://127.0.0.1:9/hook")
+    r = await admin.patch(f"/api/v2/tasks/{task_id}", json=task_body(url="http://10.0.0.1/hook"))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["attributes"]["url"] == "http://10.0.0.1/hook"
+
+
+@pytest.mark.parametrize("runtask_options", [PRIVATE])
+async def test_a_task_at_a_private_address_errors_its_result_without_a_request(
+    app: FastAPI, admin: httpx.AsyncClient, service: TaskService
+) -> None:
+    # A task saved while private addresses were allowed, or whose host has since come to
+    # resolve to one: the API refuses such a URL now, so the task is stored directly.
+    async with app.state.sessionmaker() as session:
+        org_id = (
+            await session.execute(select(Organization.id).where(Organization.name == "default"))
+        ).scalar_one()
+        task = RunTask(id=new_id("task"), organization_id=org_id, name="inside", url=service.url)
+        session.add(task)
+        await session.commit()
+    ws = await workspace_with_config(admin, "inside")
+    await attach(admin, ws, task.id, "mandatory", "pre_plan")
+    run = await create_run(admin, ws)
+    attrs = await wait_status(admin, run["id"], "errored")
+    assert "plan-queued-at" not in attrs["status-timestamps"]
+    result = (await stages_of(admin, run["id"]))["pre_plan"]["results"][0]["attributes"]
+    assert result["status"] == "errored"
+    assert (
+        f"the task request to {service.url} was not sent: 127.0.0.1 is a private"
+        in (result["message"])
+    )
+    assert "runtasks.allow_private_addresses" in result["message"]
+    assert service.requests == []
 
 
 async def test_pre_plan_and_pre_apply_stages_are_reached(

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from terrapod.access.principal import Principal
-from terrapod.config import Settings
+from terrapod.config import RunTaskSettings, Settings
 from terrapod.crypto import SecretBox
 from terrapod.deps import PrincipalDep, SessionDep, bearer_token
 from terrapod.errors import Invalid, Unauthenticated
@@ -96,7 +96,13 @@ async def _overridable(request: Request) -> bool:
     return settings.runtasks.mandatory_failures_overridable
 
 
+async def _settings(request: Request) -> RunTaskSettings:
+    settings: Settings = request.app.state.settings
+    return settings.runtasks
+
+
 BoxDep = Annotated[SecretBox, Depends(_box)]
+RunTaskSettingsDep = Annotated[RunTaskSettings, Depends(_settings)]
 OverridableDep = Annotated[bool, Depends(_overridable)]
 
 
@@ -151,11 +157,18 @@ async def list_run_tasks(
     openapi_extra=CREATE_TASK_BODY,
 )
 async def create_run_task(
-    org_name: str, request: Request, session: SessionDep, principal: PrincipalDep, box: BoxDep
+    org_name: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    box: BoxDep,
+    settings: RunTaskSettingsDep,
 ) -> Response:
     body = await parse_resource(request, RunTaskAttributes, types=TASK_TYPES)
     org = await organizations.get_by_name(session, principal, org_name)
-    task = await service.create_task(session, principal, box, org, domain_values(body.attributes))
+    task = await service.create_task(
+        session, principal, box, settings, org, domain_values(body.attributes)
+    )
     return document(serialize_task(task, org, []), status_code=201)
 
 
@@ -180,12 +193,17 @@ async def show_run_task(
     openapi_extra=TASK_BODY,
 )
 async def update_run_task(
-    task_id: str, request: Request, session: SessionDep, principal: PrincipalDep, box: BoxDep
+    task_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    box: BoxDep,
+    settings: RunTaskSettingsDep,
 ) -> Response:
     body = await parse_resource(request, RunTaskAttributes, types=TASK_TYPES)
     task, org = await service.get_task(session, principal, task_id)
     task = await service.update_task(
-        session, principal, box, task, org, domain_values(body.attributes)
+        session, principal, box, settings, task, org, domain_values(body.attributes)
     )
     data, _ = await _task_documents(request, session, principal, [(task, org)])
     return document(data[0])

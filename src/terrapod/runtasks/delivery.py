@@ -8,8 +8,12 @@ stage has started (published after that transaction commits) and sweeps every
 1. claims the pending results of running stages, one conditional UPDATE each (two processes
    never send the same request), giving each a fresh access token whose hash is stored;
 2. POSTs each request, outside any transaction, signed with ``X-TFC-Task-Signature`` (hex
-   HMAC-SHA512 of the body with the task's key) when the task has a key; a request that
-   cannot be delivered, or is answered with anything but 2xx, errors its result;
+   HMAC-SHA512 of the body with the task's key) when the task has a key, through
+   :mod:`terrapod.outbound`: the task's host is resolved again, a private, loopback,
+   link-local or reserved address is refused (never connected to) unless
+   ``runtasks.allow_private_addresses`` is set, and the request goes to the address checked;
+   a request that is refused, cannot be delivered, or is answered with anything but 2xx,
+   errors its result;
 3. errors results whose service has not called back by their deadline
    (``runtasks.callback_timeout_seconds`` after the request).
 
@@ -25,12 +29,11 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-import httpx
 import orjson
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from terrapod import __version__
+from terrapod import __version__, outbound
 from terrapod.config import Settings
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.crypto import SecretBox
@@ -217,17 +220,24 @@ class TaskDeliveries:
         headers = {"Content-Type": "application/json", "User-Agent": f"Terrapod/{__version__}"}
         if delivery.hmac_key is not None:
             headers[SIGNATURE_HEADER] = signature(delivery.hmac_key, delivery.body)
-        timeout = self._settings.runtasks.request_timeout_seconds
-        try:
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-                response = await client.post(delivery.url, content=delivery.body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"could not deliver the task request to {delivery.url}: {type(exc).__name__}"
-        if not 200 <= response.status_code < 300:
-            return (
-                f"the task service at {delivery.url} refused the request "
-                f"(HTTP {response.status_code})"
-            )
+        rt = self._settings.runtasks
+        outcome = await outbound.post(
+            delivery.url,
+            delivery.body,
+            headers,
+            allow_private=rt.allow_private_addresses,
+            allowed_by=service.ALLOWED_BY,
+            timeout_seconds=rt.request_timeout_seconds,
+        )
+        if outcome.code is None:
+            # outbound.post says "not sent: ..." when it refused the URL without connecting.
+            if outcome.body.startswith("not sent: "):
+                reason = outcome.body.removeprefix("not sent: ")
+                return f"the task request to {delivery.url} was not sent: {reason}"
+            reason = outcome.body.removeprefix("could not deliver: ")
+            return f"could not deliver the task request to {delivery.url}: {reason}"
+        if not outcome.successful:
+            return f"the task service at {delivery.url} refused the request (HTTP {outcome.code})"
         return None
 
 

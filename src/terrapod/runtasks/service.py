@@ -12,6 +12,10 @@ id and is never returned. A task service's callback is authorized by the short-l
 in its request, stored only as a SHA-256 hash and valid for that one task result until its
 result is in.
 
+A task's URL may not lead to a private, loopback, link-local or reserved address unless
+``runtasks.allow_private_addresses`` is set: it is checked when saved (:func:`check_task_url`)
+and again, pinned to the address checked, by every request (terrapod.runtasks.delivery).
+
 How a run passes a stage (docs/dev/run-lifecycle.md, "Run tasks"): the run's stages and
 results are made with the run (``on_run_changed``); when the run reaches a stage that has
 results (``on_task_stage_reached``) the stage starts and the run waits; the delivery worker
@@ -36,8 +40,10 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from terrapod import outbound
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
+from terrapod.config import RunTaskSettings
 from terrapod.crypto import SecretBox
 from terrapod.db.hooks import RelatedResources, TaskStageReached
 from terrapod.db.ids import looks_like_id, new_id
@@ -167,6 +173,26 @@ def _validate_task(values: dict[str, Any], *, creating: bool) -> None:
         )
 
 
+ALLOWED_BY = "runtasks.allow_private_addresses"
+
+
+async def check_task_url(url: str, settings: RunTaskSettings) -> None:
+    """A task URL may not lead to a private, loopback, link-local or reserved address unless
+    ``runtasks.allow_private_addresses`` is set (terrapod.outbound). A host that does not
+    resolve yet is accepted; every request checks it again."""
+    try:
+        await outbound.check_url(
+            url,
+            allow_private=settings.allow_private_addresses,
+            allowed_by=ALLOWED_BY,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc), pointer=_pointer("url")) from None
+    except outbound.AddressRefused as exc:
+        raise Invalid(f"url: {exc}", pointer=_pointer("url")) from None
+
+
 def _taken(name: str) -> Invalid:
     return Invalid(
         f"Name has already been taken: the organization already has a run task named {name!r}",
@@ -253,11 +279,13 @@ async def create_task(
     session: AsyncSession,
     principal: Principal,
     box: SecretBox,
+    settings: RunTaskSettings,
     org: Organization,
     values: dict[str, Any],
 ) -> RunTask:
     _authorize_org(principal, Action.ORG_MANAGE_RUN_TASKS, org)
     _validate_task(values, creating=True)
+    await check_task_url(values["url"], settings)
     await _ensure_name_free(session, org.id, values["name"])
     task = RunTask(
         id=new_id("task"),
@@ -278,12 +306,15 @@ async def update_task(
     session: AsyncSession,
     principal: Principal,
     box: SecretBox,
+    settings: RunTaskSettings,
     task: RunTask,
     org: Organization,
     values: dict[str, Any],
 ) -> RunTask:
     _authorize_org(principal, Action.ORG_MANAGE_RUN_TASKS, org)
     _validate_task(values, creating=False)
+    if values.get("url") is not None:
+        await check_task_url(values["url"], settings)
     name = values.get("name")
     if name is not None and name != task.name:
         await _ensure_name_free(session, org.id, name, except_id=task.id)
