@@ -43,7 +43,11 @@ def task_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 backend=backend,
                 database_url=database_url,
                 admin_token=ADMIN_TOKEN,
-                extra_env={"TERRAPOD_RUNTASKS__CALLBACK_BASE_URL": f"https://localhost:{port}"},
+                extra_env={
+                    "TERRAPOD_RUNTASKS__CALLBACK_BASE_URL": f"https://localhost:{port}",
+                    # The task service is on 127.0.0.1.
+                    "TERRAPOD_RUNTASKS__ALLOW_PRIVATE_ADDRESSES": "true",
+                },
             ) as info,
         ):
             assert info.port == port

@@ -33,8 +33,9 @@ async def _task(admin: httpx.AsyncClient, name: str) -> str:
                 "type": "tasks",
                 "attributes": {
                     "name": name,
-                    # Nothing listens there: the world's stages are never started.
-                    "url": "http://127.0.0.1:9/unused",
+                    # Nothing is there (.invalid never resolves, so the server's refusal of
+                    # private addresses lets it be saved): the world's stages never start.
+                    "url": "https://unused.invalid/hook",
                     "category": "task",
                     "hmac-key": "world-secret",
                 },
