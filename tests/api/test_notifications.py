@@ -591,14 +591,22 @@ async def test_only_subscribed_enabled_configurations_hear(
     seen = await receiver.wait_for(lambda s: len(s) >= 2)
     got = sorted((r.path, json.loads(r.body)["notifications"][0]["trigger"]) for r in seen)
     assert got == [("/created", "run:created"), ("/errors", "run:errored")]
-    # A speculative run notifies nobody.
+
+    async def queued() -> int:
+        async with napp.state.sessionmaker() as session:
+            statement = select(func.count()).select_from(NotificationDelivery)
+            return int((await session.execute(statement)).scalar_one())
+
+    # The deliverer removes a row only after its send: wait until both are recorded.
+    deadline = asyncio.get_running_loop().time() + 15
+    while await queued():
+        assert asyncio.get_running_loop().time() < deadline, "deliveries never recorded"
+        await asyncio.sleep(0.05)
+    # A speculative run notifies nobody: its status changes queued no row (one would stay
+    # until it was sent, and a sent one would be at the receiver).
     await create_run(nadmin, ws, **{"plan-only": True})
     await agent.run_phase("errored", error="boom")
-    async with napp.state.sessionmaker() as session:
-        queued = (
-            await session.execute(select(func.count()).select_from(NotificationDelivery))
-        ).scalar_one()
-    assert queued == 0
+    assert await queued() == 0
     assert len(receiver.snapshot()) == 2
 
 
