@@ -3,13 +3,19 @@ organization, workspaces with tags, consumers, state versions with outputs, toke
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete
 
+from terrapod.app import create_app
+from terrapod.config import Settings
+from terrapod.db.base import Base
 from tests.api.conftest import admin, anon, app  # noqa: F401  (re-exported fixtures)
+from tests.conftest import ADMIN_TOKEN
 from tests.factories import Actor, make_org, make_user
 from tests.quality import (
     world_actions,
@@ -58,6 +64,33 @@ async def _ok(r: httpx.Response) -> httpx.Response:
 
 @pytest.fixture
 async def world(app: FastAPI, admin: httpx.AsyncClient) -> World:  # noqa: F811
+    """A fresh world for each test (for checks whose request may change it)."""
+    return await build_world(app, admin)
+
+
+@pytest.fixture(scope="module")
+async def shared_world(migrated_settings: Settings) -> AsyncIterator[World]:
+    """One world for a whole module, per database: for checks that change nothing (refusals).
+    A world takes a second or two to build, and there are hundreds of such checks. The module
+    must not use the function-scoped ``app`` fixture, whose teardown empties every table."""
+    application = create_app(migrated_settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        headers = {
+            "Authorization": f"Bearer {ADMIN_TOKEN}",
+            "Content-Type": "application/vnd.api+json",
+        }
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://terrapod.test", headers=headers
+        ) as admin_client:
+            yield await build_world(application, admin_client)
+        async with application.state.sessionmaker() as session:
+            for table in reversed(Base.metadata.sorted_tables):
+                await session.execute(delete(table))
+            await session.commit()
+
+
+async def build_world(app: FastAPI, admin: httpx.AsyncClient) -> World:  # noqa: F811
     for name in ("org-b", "org-c"):
         await make_org(app, name)
     owner = await make_user(app, organization="default", role="owner")
