@@ -379,6 +379,9 @@ def test_ctrl_c_during_an_apply_cancels_the_remote_run(
             while "sleep 30" not in anonymous.get(log_url).text:
                 assert time.monotonic() < deadline, "the provisioner never started"
                 time.sleep(POLL_SECONDS)
+        # The CLI polls and can be seconds behind the server (still rendering the plan): the
+        # interrupt must reach it in its apply phase, once it is streaming the apply log.
+        apply.expect(r"sleep 30")
         before = settled_counts(server)
         apply.interrupt()
         code = apply.wait()
