@@ -14,7 +14,8 @@ class Token(Base):
     __tablename__ = "auth_tokens"
 
     id: Mapped[str] = mapped_column(IdColumn(), primary_key=True)
-    # user | organization (team, agent and run tokens arrive with their domains)
+    # user | organization | agent-pool (an agent token: joins agents to a pool, and is no API
+    # credential) | run (short-lived: a running job's access to its own workspace)
     kind: Mapped[str] = mapped_column(String(20), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     user_id: Mapped[str | None] = mapped_column(
@@ -26,6 +27,15 @@ class Token(Base):
     created_by_id: Mapped[str | None] = mapped_column(
         IdColumn(), ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # Agent tokens: their pool (organization_id is the pool's organization).
+    agent_pool_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("agent_pools.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    # Run tokens: the run and the one workspace they reach; deleted when the job ends.
+    run_id: Mapped[str | None] = mapped_column(
+        IdColumn(), ForeignKey("runs.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    workspace_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
     description: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

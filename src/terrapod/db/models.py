@@ -1,6 +1,7 @@
 """Imports every domain's models so ``Base.metadata`` is complete (Alembic, tests)."""
 
 from terrapod.actions import models as action_models
+from terrapod.agentpools import models as agentpool_models
 from terrapod.auth import models as auth_models
 from terrapod.configversions import models as configversion_models
 from terrapod.notifications import models as notification_models
@@ -16,6 +17,7 @@ from terrapod.workspaces import models as workspace_models
 
 __all__ = [
     "action_models",
+    "agentpool_models",
     "auth_models",
     "configversion_models",
     "notification_models",

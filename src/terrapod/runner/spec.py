@@ -66,6 +66,11 @@ class JobSpec:
     same setting)."""
     invoke_action_addrs: tuple[str, ...] = ()
     """``terraform apply -invoke=<address>``: the plan invokes these actions and nothing else."""
+    workspace_id: str = ""
+    resource_cpu: str | None = None
+    """The workspace's ``resource-cpu`` and ``resource-memory``: what a Kubernetes Job asks for
+    (the in-process runner ignores them)."""
+    resource_memory: str | None = None
     provider_mirror: str | None = None
     """A filesystem mirror of providers (``runs.provider_mirror``): the engine installs the
     providers found there from it, and every other provider as usual."""

@@ -159,7 +159,10 @@ class Job(Base):
     """One phase of a run for an agent to execute; claimed by exactly one agent."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_pool_status_created", "pool_id", "status", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(IdColumn(), primary_key=True)
     run_id: Mapped[str] = mapped_column(
@@ -168,6 +171,10 @@ class Job(Base):
     phase: Mapped[str] = mapped_column(String(10), nullable=False)  # plan | apply
     # queued -> running -> finished | errored | canceled
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
+    # The agent pool whose agents may claim the job (the workspace's pool when its execution
+    # mode is agent); NULL: the servers' built-in agents. Fixed when the job is queued.
+    pool_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
+    # The agent (agents.id) that claimed it.
     agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
