@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -355,13 +355,6 @@ async def create(
     return variable
 
 
-def _value_changes(box: SecretBox, variable: Variable, new_value: str) -> bool:
-    try:
-        return _open(box, variable) != new_value
-    except UndecryptableVariable:
-        return True  # the new value replaces one nobody can read any more
-
-
 async def update(
     session: AsyncSession,
     principal: Principal,
@@ -371,10 +364,46 @@ async def update(
     variable: Variable,
     values: dict[str, Any],
 ) -> Variable:
-    """Change the attributes the client sent. A sensitive variable updated without a value
-    (absent or null) keeps its value, and it cannot be made non-sensitive. ``version-id``
-    changes whenever what a run receives changes: the key, the value, the category or hcl."""
+    """Change the attributes the client sent (see :func:`apply_update`)."""
     _authorize(principal, Action.WS_UPDATE_VARIABLES, workspace, org)
+
+    async def key_free(category: str, key: str) -> None:
+        await _ensure_key_free(session, workspace.id, category, key, except_id=variable.id)
+
+    await apply_update(
+        box,
+        variable,
+        values,
+        context=_context(variable.id),
+        ensure_key_free=key_free,
+        flush=lambda category, key: _flush(session, category, key),
+    )
+    return variable
+
+
+class Updatable(Sealable, Protocol):
+    category: str
+    hcl: bool
+    description: str | None
+    version_id: str
+
+
+async def apply_update(
+    box: SecretBox,
+    variable: Updatable,
+    values: dict[str, Any],
+    *,
+    context: str,
+    ensure_key_free: Callable[[str, str], Awaitable[None]],
+    flush: Callable[[str, str], Awaitable[None]],
+    whose: str = "",
+) -> None:
+    """The update rules shared by workspace variables and variable set variables.
+
+    A sensitive variable updated without a value (absent or null) keeps its value, and it
+    cannot be made non-sensitive. ``version-id`` changes whenever what a run receives
+    changes: the key, the value, the category or hcl. ``ensure_key_free(category, key)``
+    refuses a key its owner already has; ``flush(category, key)`` writes the change."""
     validate_values(values)
     if variable.sensitive and values.get("sensitive") is False:
         raise Invalid(
@@ -388,12 +417,15 @@ async def update(
     hcl = values.get("hcl", variable.hcl)
     check_combination(category, hcl, values)
     if (key, category) != (variable.key, variable.category):
-        await _ensure_key_free(session, workspace.id, category, key, except_id=variable.id)
+        await ensure_key_free(category, key)
 
     new_value = values.get("value")
     changed = (key, category, hcl) != (variable.key, variable.category, variable.hcl)
     if new_value is not None:
-        changed = changed or _value_changes(box, variable, new_value)
+        try:
+            changed = changed or unseal(box, variable, context, whose) != new_value
+        except UndecryptableVariable:
+            changed = True  # the new value replaces one nobody can read any more
     else:
         new_value = None if variable.sensitive else variable.value or ""
     becomes_sensitive = values.get("sensitive") is True and not variable.sensitive
@@ -405,11 +437,10 @@ async def update(
         variable.sensitive = True
     if new_value is not None and (becomes_sensitive or values.get("value") is not None):
         # Re-sealed when the value changes or moves from plain text to ciphertext.
-        _seal(box, variable, new_value)
+        seal(box, variable, new_value, context)
     if changed:
         variable.version_id = _new_version()
-    await _flush(session, category, key)
-    return variable
+    await flush(category, key)
 
 
 async def delete(

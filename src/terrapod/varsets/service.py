@@ -36,7 +36,7 @@ from terrapod.organizations import service as organizations
 from terrapod.organizations.models import Organization
 from terrapod.variables import service as variables
 from terrapod.variables.models import ENV, TERRAFORM, Variable
-from terrapod.variables.service import UndecryptableVariable, VariableValue
+from terrapod.variables.service import VariableValue
 from terrapod.varsets.models import VariableSet, VariableSetVariable, VariableSetWorkspace
 from terrapod.workspaces import service as workspaces
 from terrapod.workspaces.models import Workspace
@@ -646,42 +646,19 @@ async def update_variable(
     when what a run receives changes."""
     varset, _ = await get(session, principal, varset_id, Action.ORG_MANAGE_VARSETS)
     variable = await _variable_of(session, varset, variable_id)
-    variables.validate_values(values)
-    if variable.sensitive and values.get("sensitive") is False:
-        raise Invalid(
-            "a sensitive variable cannot be made non-sensitive; delete it and create it again",
-            pointer=_pointer("sensitive"),
-        )
-    category = values.get("category", variable.category)
-    key = variable.key
-    if "key" in values or "category" in values:
-        key = variables.validate_key(values.get("key", variable.key), category)
-    hcl = values.get("hcl", variable.hcl)
-    variables.check_combination(category, hcl, values)
-    if (key, category) != (variable.key, variable.category):
+
+    async def key_free(category: str, key: str) -> None:
         await _ensure_key_free(session, varset, category, key, except_id=variable.id)
 
-    new_value = values.get("value")
-    changed = (key, category, hcl) != (variable.key, variable.category, variable.hcl)
-    if new_value is not None:
-        try:
-            changed = changed or _open(box, variable) != new_value
-        except UndecryptableVariable:
-            changed = True
-    else:
-        new_value = None if variable.sensitive else variable.value or ""
-    becomes_sensitive = values.get("sensitive") is True and not variable.sensitive
-
-    variable.key, variable.category, variable.hcl = key, category, hcl
-    if "description" in values:
-        variable.description = values["description"]
-    if becomes_sensitive:
-        variable.sensitive = True
-    if new_value is not None and (becomes_sensitive or values.get("value") is not None):
-        _seal(box, variable, new_value)
-    if changed:
-        variable.version_id = _new_version()
-    await _flush_variable(session, category, key)
+    await variables.apply_update(
+        box,
+        variable,
+        values,
+        context=_context(variable.id),
+        ensure_key_free=key_free,
+        flush=lambda category, key: _flush_variable(session, category, key),
+        whose=" of a variable set",
+    )
     return variable
 
 
