@@ -25,6 +25,8 @@ from terrapod.actions import api as actions_api
 from terrapod.actions import service as actions
 from terrapod.agent.local import LocalTransport
 from terrapod.agent.loop import Agent
+from terrapod.agentpools import api as agentpools_api
+from terrapod.agentpools import service as agentpools
 from terrapod.auth import api as auth_api
 from terrapod.auth import login_api
 from terrapod.auth.service import TokenService
@@ -74,6 +76,7 @@ from terrapod.workspaces import api as workspaces_api
 log = get_logger("terrapod.app")
 
 TOKEN_USAGE_FLUSH_SECONDS = 30.0
+POOL_GAUGES_SECONDS = 15.0
 
 # Every router the application serves; the route-table snapshot test reads this too.
 ROUTERS = (
@@ -91,6 +94,7 @@ ROUTERS = (
     notifications_api.router,
     runtasks_api.router,
     actions_api.router,
+    agentpools_api.router,
     users_api.router,
     auth_api.router,
     login_api.router,
@@ -118,6 +122,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     background += start_run_machinery(app)
     background.append(start_run_task_deliveries(app))
     background.append(start_notification_deliverer(app))
+    background.append(asyncio.create_task(_refresh_pool_gauges_forever(app), name="pool gauges"))
     log.info("started", version=__version__, database=engine.dialect.name)
     try:
         yield
@@ -181,6 +186,21 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
     return tasks
 
 
+async def _refresh_pool_gauges_forever(app: FastAPI) -> None:
+    """The agent pool gauges of /metrics, from the database every few seconds (a scrape
+    never touches the database)."""
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    while True:
+        try:
+            async with app.state.sessionmaker() as session:
+                cutoff = agentpools.heartbeat_cutoff(settings.runs.heartbeat_timeout_seconds)
+                metrics.set_pool_gauges(await agentpools.gauges(session, cutoff))
+        except Exception:
+            log.exception("refreshing the agent pool gauges failed")
+        await asyncio.sleep(POOL_GAUGES_SECONDS)
+
+
 def start_notification_deliverer(app: FastAPI) -> asyncio.Task[None]:
     """The notification deliverer, woken by the bus when deliveries were queued."""
     deliverer = NotificationDeliverer(
@@ -231,6 +251,7 @@ def wire_hooks(store: ObjectStore) -> Hooks:
     hooks.task_stage_reached.append(runtasks.on_task_stage_reached)
     hooks.run_task_stages.append(runtasks_schemas.on_run_task_stages)
     hooks.job_finished.append(actions.on_job_finished)
+    hooks.agent_pool_use.append(agentpools.on_agent_pool_use)
     return hooks
 
 

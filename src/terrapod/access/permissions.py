@@ -26,6 +26,9 @@ class Action(StrEnum):
     # Run tasks: create, change, delete the organization's tasks; override failed task stages
     ORG_MANAGE_RUN_TASKS = "organization:manage-run-tasks"
     ORG_OVERRIDE_RUN_TASKS = "organization:override-run-tasks"
+    # Agent pools: create, change, delete pools and their agent tokens (owners only, as in
+    # HCP Terraform); reading pools and their agents is ORG_READ
+    ORG_MANAGE_AGENT_POOLS = "organization:manage-agent-pools"
     # Users
     USER_READ = "user:read"
     USER_MANAGE_TOKENS = "user:manage-tokens"
@@ -126,6 +129,7 @@ _OWNER = {
     Action.ORG_MANAGE_VARSETS,
     Action.ORG_MANAGE_RUN_TASKS,
     Action.ORG_OVERRIDE_RUN_TASKS,
+    Action.ORG_MANAGE_AGENT_POOLS,
 }
 _MEMBER = {Action.ORG_READ}
 # Organization tokens administer every workspace, so they may manage variable sets too.
@@ -157,6 +161,7 @@ _PHRASES = {
     Action.ORG_MANAGE_VARSETS: "manage the variable sets of",
     Action.ORG_MANAGE_RUN_TASKS: "manage the run tasks of",
     Action.ORG_OVERRIDE_RUN_TASKS: "override run tasks in",
+    Action.ORG_MANAGE_AGENT_POOLS: "manage the agent pools of",
     Action.ORG_UPDATE: "change",
     Action.ORG_DELETE: "delete",
     Action.WS_UPDATE: "change the settings of",

@@ -94,7 +94,8 @@ async def list_user_tokens(
 @router.get(
     "/authentication-tokens/{token_id}",
     operation_id="showToken",
-    responses=responses(200, TokenDocument, errors=[404]),
+    # 403: an agent token shown to a member of its pool's organization (not an owner)
+    responses=responses(200, TokenDocument, errors=[403, 404]),
 )
 async def show_token(
     token_id: str, session: SessionDep, principal: PrincipalDep, tokens: TokenServiceDep
@@ -106,7 +107,7 @@ async def show_token(
     "/authentication-tokens/{token_id}",
     operation_id="deleteToken",
     status_code=204,
-    responses=responses(204, errors=[404]),
+    responses=responses(204, errors=[403, 404]),
 )
 async def delete_token(
     token_id: str, session: SessionDep, principal: PrincipalDep, tokens: TokenServiceDep

@@ -20,6 +20,9 @@ from terrapod.users.models import User
 
 KIND_USER = "user"
 KIND_ORGANIZATION = "organization"
+# An agent token (terrapod.agentpools): joins agents to its pool (``agent_pool_id``; its
+# ``organization_id`` is the pool's). Never an API credential: resolve() ignores it.
+KIND_AGENT_POOL = "agent-pool"
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,26 @@ class TokenService:
         return rows, total
 
     async def get_token(self, session: AsyncSession, principal: Principal, token_id: str) -> Token:
+        """A user token (its user, or a platform admin) or an agent token (an owner of the
+        pool's organization); other kinds are not served here."""
         token = await session.get(Token, token_id)
-        if token is None or token.kind != KIND_USER or token.user_id is None:
-            raise NotFound("authentication token not found")
-        authorize(
-            principal, Action.USER_MANAGE_TOKENS, user_id=token.user_id, what="authentication token"
-        )
-        return token
+        if token is not None and token.kind == KIND_USER and token.user_id is not None:
+            authorize(
+                principal,
+                Action.USER_MANAGE_TOKENS,
+                user_id=token.user_id,
+                what="authentication token",
+            )
+            return token
+        if token is not None and token.kind == KIND_AGENT_POOL and token.organization_id:
+            authorize(
+                principal,
+                Action.ORG_MANAGE_AGENT_POOLS,
+                organization_id=token.organization_id,
+                what="authentication token",
+            )
+            return token
+        raise NotFound("authentication token not found")
 
     async def delete_token(
         self, session: AsyncSession, principal: Principal, token_id: str

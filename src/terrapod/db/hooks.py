@@ -57,6 +57,20 @@ class RelatedResources:
 
 
 @dataclass
+class AgentPoolUse:
+    """The subject of ``agent_pool_use``, a question the workspaces domain asks before a
+    workspace runs on an agent pool: may workspace ``workspace_id`` (None: one being created)
+    of organization ``organization_id`` use pool ``pool_id``? The reaction (the agent pools
+    domain) sets ``allowed`` and, when refusing, ``reason``. Nobody answering means no."""
+
+    organization_id: str
+    workspace_id: str | None
+    pool_id: str
+    allowed: bool | None = None
+    reason: str = ""
+
+
+@dataclass
 class Hooks:
     # (session, organization) before an organization and everything in it is deleted
     organization_deleting: list[Hook] = field(default_factory=list)
@@ -79,6 +93,8 @@ class Hooks:
     # (session, JobFinished) when an agent reports a job's end, before the run moves on
     # (Terraform actions record what the engine planned and invoked)
     job_finished: list[Hook] = field(default_factory=list)
+    # (session, AgentPoolUse) before a workspace is set to run on an agent pool
+    agent_pool_use: list[Hook] = field(default_factory=list)
 
 
 async def fire(session: AsyncSession, name: str, subject: Any) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -45,3 +48,66 @@ class Metrics:
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
+        # Per agent pool ("builtin": the servers' built-in agents), refreshed from the
+        # database every few seconds by a background task (terrapod.app), never on a scrape.
+        pool_labels = ["pool", "pool_name", "organization"]
+        self.pool_agents_online = Gauge(
+            "terrapod_agent_pool_agents_online",
+            "Agents of the pool heard of within the heartbeat timeout",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.pool_capacity = Gauge(
+            "terrapod_agent_pool_capacity",
+            "Jobs the pool's online agents take at once",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.pool_jobs_active = Gauge(
+            "terrapod_agent_pool_jobs_active",
+            "Jobs of the pool being run now",
+            pool_labels,
+            registry=self.registry,
+        )
+        self.pool_jobs_queued = Gauge(
+            "terrapod_agent_pool_jobs_queued",
+            "Jobs of the pool waiting for an agent",
+            pool_labels,
+            registry=self.registry,
+        )
+
+    def set_pool_gauges(self, rows: Iterable[PoolNumbers]) -> None:
+        """Replace every pool gauge (a deleted pool's series disappear)."""
+        gauges = (
+            self.pool_agents_online,
+            self.pool_capacity,
+            self.pool_jobs_active,
+            self.pool_jobs_queued,
+        )
+        for gauge in gauges:
+            gauge.clear()
+        for row in rows:
+            labels = (row.pool, row.name, row.organization)
+            self.pool_agents_online.labels(*labels).set(row.agents_online)
+            self.pool_capacity.labels(*labels).set(row.capacity)
+            self.pool_jobs_active.labels(*labels).set(row.active_jobs)
+            self.pool_jobs_queued.labels(*labels).set(row.queued_jobs)
+
+
+class PoolNumbers(Protocol):
+    """One pool's numbers (terrapod.agentpools.service.PoolGauge has this shape)."""
+
+    @property
+    def pool(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def organization(self) -> str: ...
+    @property
+    def agents_online(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def active_jobs(self) -> int: ...
+    @property
+    def queued_jobs(self) -> int: ...

@@ -42,7 +42,7 @@ class OrganizationAttributes(Attributes):
         default=None,
         json_schema_extra={
             "enum": ["remote", "local", "agent"],
-            "description": "agent needs an agent pool (none exist yet: 422)",
+            "description": "agent is refused (422): organizations have no default agent pool",
         },
     )
     allow_force_delete_workspaces: bool | Omitted = None

@@ -20,7 +20,8 @@ from terrapod.organizations.models import Membership, Organization
 from terrapod.users.service import validate_email
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-# "agent" joins once agent pools exist (the agents domain).
+# "agent" is a workspace's mode only: an organization has no default agent pool (TFE's
+# default-agent-pool) to go with it, so its default mode is refused (docs/tfe-compatibility.md).
 EXECUTION_MODES = ("remote", "local")
 AUTH_POLICIES = ("password", "two_factor_mandatory")
 
@@ -74,9 +75,9 @@ def _validate(values: dict[str, Any]) -> None:
         validate_email(values["email"])
     mode = values.get("default_execution_mode")
     if mode == "agent":
-        # Agent pools arrive with the agents domain; until then workspaces cannot use one.
         raise Invalid(
-            "default-execution-mode agent needs an agent pool, and no agent pools exist yet",
+            "default-execution-mode agent is not supported (organizations have no default "
+            "agent pool); set execution-mode agent and agent-pool-id on each workspace instead",
             pointer="/data/attributes/default-execution-mode",
         )
     if mode is not None and mode not in EXECUTION_MODES:
@@ -107,7 +108,8 @@ class Entitlements:
     Terrapod runs plans and applies on its agents, so it is True, and each workspace's
     ``execution-mode`` (remote or local) decides. ``state-storage``: workspaces keep their
     state versions in Terrapod. ``run-tasks``: organizations' run tasks run at the pre-plan,
-    post-plan and pre-apply stages (terrapod.runtasks).
+    post-plan and pre-apply stages (terrapod.runtasks). ``agents``: agent pools, their
+    tokens and ``execution-mode: agent`` workspaces (terrapod.agentpools).
     """
 
     operations: bool = True
@@ -120,7 +122,7 @@ class Entitlements:
     cost_estimation: bool = False
     teams: bool = False
     vcs_integrations: bool = False
-    agents: bool = False
+    agents: bool = True
     audit_logging: bool = False
     sso: bool = False
     configuration_designer: bool = False
@@ -258,7 +260,9 @@ def permissions_for(principal: Principal, org: Organization) -> dict[str, bool]:
         "can-update-api-token": can(principal, Action.ORG_MANAGE_TOKENS, organization_id=org.id),
         "can-traverse": True,
         "can-start-trial": False,
-        "can-update-agent-pools": False,
+        "can-update-agent-pools": can(
+            principal, Action.ORG_MANAGE_AGENT_POOLS, organization_id=org.id
+        ),
         "can-manage-tags": False,
         "can-manage-varsets": can(principal, Action.ORG_MANAGE_VARSETS, organization_id=org.id),
         "can-read-varsets": can(principal, Action.ORG_READ, organization_id=org.id),

@@ -25,7 +25,13 @@ from terrapod.jsonapi.models import (
 )
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
-from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list, read_json
+from terrapod.jsonapi.parsing import (
+    ids_of,
+    parse_resource,
+    parse_resource_list,
+    read_json,
+    relationship_id,
+)
 from terrapod.organizations import service as organizations
 from terrapod.organizations.models import Organization
 from terrapod.workspaces import service
@@ -100,7 +106,17 @@ async def _parse(request: Request) -> tuple[dict[str, Any], list[str] | None]:
             "VCS-backed workspaces are not supported yet; use the CLI- or API-driven workflow",
             pointer="/data/attributes/vcs-repo",
         )
-    return domain_values(body.attributes, body.sent), body.attributes.tag_names
+    values = domain_values(body.attributes, body.sent)
+    if "agent-pool" in body.relationships:
+        # TFE takes the pool as the agent-pool-id attribute or the agent-pool relationship.
+        pool = relationship_id(body.relationships, "agent-pool", "agent-pools")
+        if "agent-pool-id" in body.sent and values.get("agent_pool_id") != pool:
+            raise Invalid(
+                "agent-pool-id and the agent-pool relationship name different pools",
+                pointer="/data/relationships/agent-pool",
+            )
+        values["agent_pool_id"] = pool
+    return values, body.attributes.tag_names
 
 
 def _split_csv(value: str | None) -> tuple[str, ...]:

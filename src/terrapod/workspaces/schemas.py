@@ -48,7 +48,7 @@ class WorkspaceAttributes(Attributes):
         default=None,
         json_schema_extra={
             "enum": ["remote", "local", "agent"],
-            "description": "agent needs an agent pool (none exist yet: 422)",
+            "description": "agent needs an agent pool the workspace may use (agent-pool-id)",
         },
     )
     operations: bool | None = Field(
@@ -84,7 +84,11 @@ class WorkspaceAttributes(Attributes):
     resource_cpu: str | None = Field(default=None, json_schema_extra={"maxLength": 32})
     resource_memory: str | None = Field(default=None, json_schema_extra={"maxLength": 32})
     agent_pool_id: str | None = Field(
-        default=None, json_schema_extra={"description": "No agent pools exist yet: 422"}
+        default=None,
+        json_schema_extra={
+            "description": "The agent pool (apool-…) of an execution-mode agent workspace; "
+            "also accepted as the agent-pool relationship"
+        },
     )
     tag_names: list[str] | None = Field(default=None, json_schema_extra={"items": _TAG})
     vcs_repo: dict[str, Any] | None = Field(

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
-from terrapod.db.hooks import fire
+from terrapod.db.hooks import AgentPoolUse, fire
 from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Organization
@@ -160,12 +160,56 @@ def _validate(values: dict[str, Any]) -> None:  # noqa: PLR0912 - one check per 
             raise Invalid(
                 f"{key.replace('_', '-')} must be a list of strings", pointer=_pointer(key)
             )
-    if values.get("execution_mode") == "agent" or values.get("agent_pool_id"):
-        # Agent pools arrive with the agents domain; until then no pool id can be valid.
+    pool = values.get("agent_pool_id")
+    if pool is not None and not isinstance(pool, str):
+        raise Invalid("agent-pool-id must be a string", pointer=_pointer("agent_pool_id"))
+
+
+async def _settle_agent_pool(
+    session: AsyncSession,
+    org: Organization,
+    workspace: Workspace | None,
+    values: dict[str, Any],
+) -> None:
+    """Execution mode ``agent`` needs a pool of the organization that the workspace may use
+    (the agent pools domain answers through the ``agent_pool_use`` hook); any other mode
+    has no pool, so switching away from ``agent`` clears it. ``values`` gets the pool to
+    store (``agent_pool_id``) when it changes."""
+    current_mode = workspace.execution_mode if workspace is not None else None
+    current_pool = workspace.agent_pool_id if workspace is not None else None
+    mode = values.get("execution_mode") or current_mode or org.default_execution_mode
+    sent_pool = "agent_pool_id" in values
+    if mode != "agent":
+        if values.get("agent_pool_id") is not None:
+            raise Invalid(
+                f"agent-pool-id needs execution-mode agent (the workspace's mode is {mode}); "
+                "set execution-mode to agent, or leave agent-pool-id out",
+                pointer=_pointer("agent_pool_id"),
+            )
+        if current_pool is not None or sent_pool:
+            values["agent_pool_id"] = None
+        return
+    pool = values["agent_pool_id"] if sent_pool else current_pool
+    if not pool:
         raise Invalid(
-            "execution-mode agent needs an agent pool, and no agent pools exist yet",
+            "execution-mode agent needs an agent pool: set agent-pool-id (or the agent-pool "
+            "relationship) to one of the organization's agent pools",
             pointer=_pointer("agent_pool_id"),
         )
+    if pool == current_pool and current_mode == "agent":
+        return
+    use = AgentPoolUse(
+        organization_id=org.id,
+        workspace_id=workspace.id if workspace is not None else None,
+        pool_id=pool,
+    )
+    await fire(session, "agent_pool_use", use)
+    if not use.allowed:
+        raise Invalid(
+            use.reason or f"agent pool {pool} cannot be used (agent pools are not available)",
+            pointer=_pointer("agent_pool_id"),
+        )
+    values["agent_pool_id"] = pool
 
 
 async def _flush(session: AsyncSession, name: str | None) -> None:
@@ -209,8 +253,7 @@ async def create(
     await _ensure_name_free(session, org.id, values["name"])
     fields = {k: v for k, v in values.items() if k in SETTABLE and v is not None}
     fields.setdefault("execution_mode", org.default_execution_mode)
-    if fields["execution_mode"] == "agent":
-        fields["execution_mode"] = "remote"
+    await _settle_agent_pool(session, org, None, fields)
     workspace = Workspace(
         id=new_id("ws"), organization_id=org.id, created_by_id=principal.user_id, **fields
     )
@@ -349,6 +392,7 @@ async def update(
 ) -> Workspace:
     _authorize(principal, Action.WS_UPDATE, workspace, org)
     _validate(values)
+    await _settle_agent_pool(session, org, workspace, values)
     if "name" in values and values["name"].lower() != workspace.name.lower():
         await _ensure_name_free(session, org.id, values["name"])
     for key, value in values.items():
