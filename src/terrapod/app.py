@@ -24,7 +24,7 @@ from terrapod import __version__
 from terrapod.actions import api as actions_api
 from terrapod.actions import service as actions
 from terrapod.agent.local import LocalTransport
-from terrapod.agent.loop import Agent
+from terrapod.agent.local_loop import Agent
 from terrapod.agentpools import api as agentpools_api
 from terrapod.agentpools import service as agentpools
 from terrapod.auth import api as auth_api

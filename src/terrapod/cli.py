@@ -1,14 +1,15 @@
-"""``terrapod`` command line: serve, migrate, admin."""
+"""``terrapod`` command line: serve, migrate, admin, agent."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 import yaml
@@ -378,6 +379,255 @@ def create_token(
         return {"id": issued.token.id, "token": issued.plaintext}
 
     _emit(_run_admin(_settings(data_dir=data_dir), action))
+
+
+# -- terrapod agent ------------------------------------------------------------------------------
+
+agent_app = typer.Typer(
+    help="Run jobs for an agent pool: join the server with an agent token, claim its pool's "
+    "jobs and run them (outbound connections only).",
+    no_args_is_help=False,
+)
+app.add_typer(agent_app, name="agent")
+
+CaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        envvar="TERRAPOD_CA_FILE",
+        help="PEM CA bundle to verify the server with (default: the system CAs, or SSL_CERT_FILE).",
+    ),
+]
+WorkDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--work-dir",
+        envvar="TERRAPOD_AGENT_WORK_DIR",
+        help="Where jobs run (default: a private directory under the system temp dir). ",
+    ),
+]
+LogLevel = Annotated[
+    str, typer.Option("--log-level", envvar="TERRAPOD_LOG_LEVEL", help="debug, info, warning")
+]
+LogFormat = Annotated[
+    str, typer.Option("--log-format", envvar="TERRAPOD_LOG_FORMAT", help="json or console")
+]
+
+
+@agent_app.callback(invoke_without_command=True)
+def agent(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", envvar="TERRAPOD_URL", help="The server (https://terrapod.example.com)."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="A file holding the agent token (instead of the TERRAPOD_AGENT_TOKEN "
+            "environment variable; the token is never a command-line value).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", envvar="TERRAPOD_AGENT_NAME", help="Default: the host name."),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            envvar="TERRAPOD_AGENT_CONCURRENCY",
+            min=1,
+            max=64,
+            help="Jobs run at once.",
+        ),
+    ] = 1,
+    work_dir: WorkDir = None,
+    ca_file: CaFile = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            envvar="TERRAPOD_AGENT_EXECUTOR",
+            help="in-process (run Terraform here) or kubernetes (a Job per run phase).",
+        ),
+    ] = "in-process",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "json",
+) -> None:
+    """Join an agent pool and run its jobs until SIGTERM (plans are handed back, applies
+    finish; a second SIGTERM or Ctrl-C cancels them too)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from terrapod.observability.logging import configure_logging
+
+    configure_logging(_choice(log_level, ("debug", "info", "warning", "error")), log_format)
+    if not url:
+        _fail("give the server's address: --url or TERRAPOD_URL")
+    if executor not in ("in-process", "kubernetes"):
+        _fail("--executor is in-process or kubernetes")
+    token = _agent_token(token_file)
+    raise typer.Exit(
+        asyncio.run(
+            _run_agent(
+                url=str(url),
+                token=token,
+                name=name or socket.gethostname(),
+                concurrency=concurrency,
+                work_dir=_work_dir(work_dir),
+                ca_file=ca_file,
+                executor_kind=executor,
+            )
+        )
+    )
+
+
+@agent_app.command("run-job")
+def run_job(
+    ticket_file: Annotated[
+        Path, typer.Option("--ticket-file", help="The job's ticket (JSON, JobTicket.to_dict).")
+    ],
+    work_dir: WorkDir = None,
+    ca_file: CaFile = None,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "json",
+) -> None:
+    """Run one claimed job in this process and report its end (what a Kubernetes executor's
+    pod runs). Exits 0 once the end is reported, whatever the job's outcome."""
+    from terrapod.agent.ticket import JobTicket
+    from terrapod.observability.logging import configure_logging
+    from terrapod.runner.wire import WireError
+
+    configure_logging(_choice(log_level, ("debug", "info", "warning", "error")), log_format)
+    try:
+        ticket = JobTicket.from_dict(json.loads(ticket_file.read_bytes()))
+    except (OSError, ValueError, WireError) as exc:
+        _fail(f"cannot read the ticket: {exc}")
+    raise typer.Exit(asyncio.run(_run_one_job(ticket, _work_dir(work_dir), ca_file)))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+def _choice(value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        _fail(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _agent_token(token_file: Path | None) -> str:
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"cannot read --token-file: {exc.strerror}")
+    else:
+        token = os.environ.get("TERRAPOD_AGENT_TOKEN", "").strip()
+    if not token:
+        _fail("give the agent token in TERRAPOD_AGENT_TOKEN or a --token-file")
+    return token
+
+
+def _work_dir(work_dir: Path | None) -> Path:
+    import tempfile
+
+    if work_dir is None:
+        return Path(tempfile.mkdtemp(prefix="terrapod-agent-")).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return work_dir.resolve()
+
+
+def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop)
+
+
+async def _run_agent(
+    *,
+    url: str,
+    token: str,
+    name: str,
+    concurrency: int,
+    work_dir: Path,
+    ca_file: Path | None,
+    executor_kind: str,
+) -> int:
+    from terrapod.agent.executor import Executor
+    from terrapod.agent.http import ListenerClient, Unauthorized, build_client, token_joiner
+    from terrapod.agent.inprocess import InProcessExecutor
+    from terrapod.agent.loop import Agent
+    from terrapod.observability.logging import get_logger
+    from terrapod.runner.engines import EngineResolver
+
+    log = get_logger("terrapod.agent")
+    async with build_client(url, ca_file=ca_file) as http:
+        listener = ListenerClient(http, token_joiner(http, token, name=name, capacity=concurrency))
+        executor: Executor
+        if executor_kind == "kubernetes":
+            executor = _kubernetes_executor()
+        else:
+            executor = InProcessExecutor(
+                listener.job, workdir_root=work_dir, engines=EngineResolver()
+            )
+        agent = Agent(listener, executor, concurrency=concurrency)
+        _install_stop_handlers(agent.request_stop)
+        log.info("agent starting", url=url, name=name, concurrency=concurrency)
+        try:
+            await agent.run()
+        except Unauthorized as exc:
+            log.error("the server refused the agent token", error=str(exc))
+            return 1
+        log.info("agent stopped")
+        return 0
+
+
+def _kubernetes_executor() -> Any:
+    """The hook for ``--executor kubernetes``: its options and the executor are
+    ``terrapod.agent.kubernetes``'s (``build_kubernetes_executor``)."""
+    _fail("--executor kubernetes is not wired into `terrapod agent` yet")
+
+
+async def _run_one_job(ticket: Any, work_dir: Path, ca_file: Path | None) -> int:
+    from terrapod.agent.http import Backoff, JobClient, build_client
+    from terrapod.agent.inprocess import InProcessExecutor
+    from terrapod.agent.loop import run_one_job
+    from terrapod.observability.logging import get_logger
+    from terrapod.runner.engines import EngineResolver
+    from terrapod.runner.spec import JobControl
+
+    log = get_logger("terrapod.agent")
+    control = JobControl()
+    handing_back = asyncio.Event()
+    stops = 0
+
+    def request_stop() -> None:
+        # As the agent loop: a plan is handed back, an apply finishes; then cancel, force.
+        nonlocal stops
+        stops += 1
+        if stops == 1 and ticket.phase == "plan":
+            handing_back.set()
+            control.cancel.set()
+        elif stops == 2:
+            control.cancel.set()
+        elif stops > 2:
+            control.force.set()
+
+    _install_stop_handlers(request_stop)
+    async with build_client(ticket.base_url, ca_file=ca_file) as http:
+        job = JobClient(http, ticket, backoff=Backoff())
+        executor = InProcessExecutor(lambda _: job, workdir_root=work_dir, engines=EngineResolver())
+        log.info("job started", job=ticket.job_id, run=ticket.run_id, phase=ticket.phase)
+        outcome = await run_one_job(job, executor, control, handing_back=handing_back)
+        log.info("job ended", job=ticket.job_id, run=ticket.run_id, outcome=outcome)
+    return 0
 
 
 def main() -> None:

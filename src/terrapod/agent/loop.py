@@ -1,9 +1,15 @@
-"""The agent loop: claim jobs up to a concurrency, run each with the runner, report back.
+"""The agent loop: the listener side of an agent (docs/dev/agents.md).
 
-The same loop serves the built-in agent (with :class:`~terrapod.agent.local.LocalTransport`)
-and, later, ``terrapod agent`` processes elsewhere. While a job runs, a heartbeat tells the
-server the agent is alive and brings back cancel requests; :meth:`Agent.signal` is the fast
-path the built-in agent gets from the event bus, so a cancel reaches the engine at once.
+:class:`Agent` joins the server, beats the listener heartbeat (renewing its credential when it
+is due), claims jobs with the ``runs/next`` long poll up to its capacity, hands each claimed
+job to its :class:`~terrapod.agent.executor.Executor` and reports how the job ended. The same
+class is ``terrapod agent`` and the built-in agent of ``terrapod serve`` (which reaches its
+own app in process); only the HTTP client and the way of joining differ.
+
+Shutdown (:meth:`Agent.request_stop`, from SIGTERM/SIGINT): the first request stops claiming
+and gives up the running plan jobs (they are stopped and handed back, so another agent plans
+them again) while apply jobs run to their end; a second request cancels the applies too,
+gracefully (the engine gets SIGINT and still saves its state).
 """
 
 from __future__ import annotations
@@ -12,181 +18,237 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from terrapod.agent.transport import AgentTransport
+from terrapod.agent.executor import Executor
+from terrapod.agent.http import RUNS_NEXT_WAIT_SECONDS, JobClient, ListenerClient, Unauthorized
+from terrapod.agent.ticket import JobTicket
 from terrapod.observability.logging import get_logger
 from terrapod.observability.metrics import Metrics
-from terrapod.runner.engines import EngineResolver
-from terrapod.runner.spec import JobControl, JobResult, JobSpec
+from terrapod.runner.spec import JobControl, JobResult
 
 log = get_logger("terrapod.agent")
+
+# After a failed claim (not an unreachable server: those are retried inside the call).
+_CLAIM_PAUSE_SECONDS = 2.0
 
 
 @dataclass
 class _Running:
-    spec: JobSpec
+    ticket: JobTicket
     control: JobControl
-    task: asyncio.Task[None] = field(repr=False)
-
-
-class _IO:
-    """The runner's view of one job (``terrapod.runner.spec.JobIO``)."""
-
-    def __init__(self, transport: AgentTransport, spec: JobSpec, control: JobControl) -> None:
-        self._transport = transport
-        self._spec = spec
-        self._control = control
-
-    async def fetch_configuration(self, dest: Path) -> None:
-        await self._transport.fetch_configuration(self._spec, dest)
-
-    async def fetch_state(self) -> bytes | None:
-        return await self._transport.fetch_state(self._spec)
-
-    async def fetch_plan_file(self, dest: Path) -> None:
-        await self._transport.fetch_plan_file(self._spec, dest)
-
-    async def write_log(self, data: bytes) -> None:
-        if not await self._transport.write_log(self._spec, data):
-            # The server ended the phase (force-cancel, lost heartbeat): stop the engine.
-            self._control.force.set()
-
-    async def persist_state(self, raw: bytes) -> None:
-        await self._transport.persist_state(self._spec, raw)
-
-    async def store_plan(self, plan_file: Path, plan_json: bytes, redacted_json: bytes) -> None:
-        await self._transport.store_plan(self._spec, plan_file, plan_json, redacted_json)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    handing_back: bool = False
 
 
 class Agent:
     def __init__(
         self,
-        transport: AgentTransport,
+        listener: ListenerClient,
+        executor: Executor,
         *,
-        agent_id: str,
         concurrency: int,
-        workdir_root: Path,
-        engines: EngineResolver,
-        heartbeat_seconds: float = 2.0,
-        poll_seconds: float = 2.0,
+        poll_wait: float = RUNS_NEXT_WAIT_SECONDS,
+        abandon_poll_on_stop: bool = False,
         metrics: Metrics | None = None,
     ) -> None:
-        self.agent_id = agent_id
-        self._transport = transport
-        self._concurrency = concurrency
-        self._workdir_root = workdir_root
-        self._engines = engines
-        self._heartbeat_seconds = heartbeat_seconds
-        self._poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._running: dict[str, _Running] = {}
-        self._stopping = False
+        """``abandon_poll_on_stop``: at shutdown, cancel a ``runs/next`` long poll in flight
+        instead of waiting for its answer. Only for the built-in agent, whose requests run
+        in its own process (the cancel reaches the handler); a remote server would go on
+        and claim a job nobody takes, which then waits for the heartbeat timeout."""
+        self.listener = listener
+        self.executor = executor
+        self.concurrency = concurrency
+        self._poll_wait = poll_wait
+        self._abandon_poll = abandon_poll_on_stop
         self._metrics = metrics
+        self._running: dict[str, _Running] = {}
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stop_requests = 0
+        self._finished = asyncio.Event()
+        self._refused: Unauthorized | None = None
 
     @property
-    def workdir_root(self) -> Path:
-        return self._workdir_root
+    def running_jobs(self) -> list[JobTicket]:
+        return [r.ticket for r in self._running.values()]
 
-    def wake(self) -> None:
-        """New work may be queued: look now instead of at the next poll."""
-        self._wake.set()
-
-    def signal(self, run_id: str, kind: str) -> None:
-        """Deliver a cancel ("cancel") or force-cancel ("force") for a run's running job."""
-        for running in self._running.values():
-            if running.spec.run_id == run_id:
-                (running.control.force if kind == "force" else running.control.cancel).set()
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def forget_run(self, run_id: str) -> None:
-        """A run ended without its apply: drop the plan directory kept for it."""
-        from terrapod.runner.execute import discard_workdir
+        """A run ended without its apply: drop what the executor kept for it."""
+        if not any(r.ticket.run_id == run_id for r in self._running.values()):
+            self.executor.discard(run_id)
 
-        if not any(r.spec.run_id == run_id for r in self._running.values()):
-            discard_workdir(self._workdir_root, run_id)
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT. First: stop claiming, hand back plans, let applies finish.
+        Second: cancel the applies too (gracefully). Later ones: force them."""
+        self._stop_requests += 1
+        if self._stop_requests == 1:
+            log.info("stopping: no new jobs; plan jobs are handed back, applies finish")
+            self._stopping.set()
+            for running in self._running.values():
+                if running.ticket.phase == "plan":
+                    running.handing_back = True
+                    running.control.cancel.set()
+        elif self._stop_requests == 2:
+            log.info("stopping now: canceling the running jobs")
+            for running in self._running.values():
+                running.control.cancel.set()
+        else:
+            for running in self._running.values():
+                running.control.force.set()
+        self._slot_free.set()
 
-    async def run_forever(self) -> None:
-        self._workdir_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        while not self._stopping:
-            self._wake.clear()
-            await self._claim_what_fits()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-
-    async def _claim_what_fits(self) -> None:
-        while len(self._running) < self._concurrency and not self._stopping:
+    async def run(self) -> None:
+        """Join, then claim and run jobs until a stop request; returns once every job has
+        been reported. Raises :class:`~terrapod.agent.http.Unauthorized` when the server
+        refuses to let the agent join."""
+        try:
+            await self.listener.join()
+            beating = asyncio.create_task(self._listener_heartbeat(), name="listener heartbeat")
             try:
-                spec = await self._transport.claim(self.agent_id)
-            except Exception:
-                log.exception("claiming a job failed")
-                return
-            if spec is None:
-                return
-            control = JobControl()
-            task = asyncio.create_task(self._run(spec, control), name=f"job {spec.job_id}")
-            self._running[spec.job_id] = _Running(spec, control, task)
+                await self._claim_until_stopped()
+                while self._running:
+                    tasks = [r.task for r in self._running.values() if r.task is not None]
+                    await asyncio.wait(tasks)
+            finally:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
+                await self.executor.aclose()
+        finally:
+            self._finished.set()
+        if self._refused is not None:
+            raise self._refused
 
-    async def _run(self, spec: JobSpec, control: JobControl) -> None:
-        log.info("job started", job=spec.job_id, run=spec.run_id, phase=spec.phase)
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop from inside the process (``terrapod serve``'s shutdown): hand back the plans,
+        cancel the applies, give them ``grace_seconds`` to end, then force them."""
+        if not self._stop_requests:
+            self.request_stop()
+        if self._stop_requests < 2:
+            self.request_stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._finished.wait(), grace_seconds)
+            return
+        self.request_stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._finished.wait(), grace_seconds)
+
+    async def _claim_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            if len(self._running) >= self.concurrency:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                ticket = await self._next_job()
+            except Unauthorized as exc:
+                # The agent token was revoked or the pool deleted: finish what runs, then
+                # end (run() raises it).
+                log.error("the server refused the agent", error=str(exc))
+                self._refused = exc
+                self.request_stop()
+                return
+            except Exception as exc:  # noqa: BLE001 - one bad answer; the loop goes on
+                log.warning("claiming a job failed", error=str(exc)[:300])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), _CLAIM_PAUSE_SECONDS)
+                continue
+            if ticket is not None:
+                self._start(ticket)
+
+    async def _next_job(self) -> JobTicket | None:
+        if not self._abandon_poll:
+            return await self.listener.next_job(self._poll_wait)
+        poll = asyncio.create_task(self.listener.next_job(self._poll_wait))
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not poll.done():
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return None
+        return poll.result()
+
+    def _start(self, ticket: JobTicket) -> None:
+        running = _Running(ticket, JobControl())
+        if self._stopping.is_set() and ticket.phase == "plan":
+            # Claimed by a long poll that was answered after the stop request.
+            running.handing_back = True
+            running.control.cancel.set()
+        self._running[ticket.job_id] = running
+        running.task = asyncio.create_task(self._run_job(running), name=f"job {ticket.job_id}")
+
+    async def _run_job(self, running: _Running) -> None:
+        ticket = running.ticket
+        log.info("job started", job=ticket.job_id, run=ticket.run_id, phase=ticket.phase)
         started = time.monotonic()
         if self._metrics is not None:
             self._metrics.agent_jobs_running.inc()
-        from terrapod.runner.execute import execute
-
-        beating = asyncio.create_task(self._heartbeat(spec, control))
+        result: JobResult | None
         try:
-            result = await execute(
-                spec,
-                _IO(self._transport, spec, control),
-                control,
-                workdir_root=self._workdir_root,
-                engines=self._engines,
-            )
+            if running.handing_back:
+                result = JobResult(outcome="canceled", error="handed back before it started")
+            else:
+                result = await self.executor.execute(ticket, running.control)
         except Exception as exc:
-            log.exception("job failed in the agent", job=spec.job_id)
+            log.exception("the executor failed", job=ticket.job_id)
             result = JobResult(outcome="errored", error=f"the agent failed: {type(exc).__name__}")
-        finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+        outcome: str = "reported by the job" if result is None else result.outcome
         try:
-            await self._transport.finish(spec, self.agent_id, result)
+            job = self.listener.job(ticket)
+            if result is not None and running.handing_back and result.outcome != "finished":
+                outcome = "handed_back"
+                await job.hand_back()
+            elif result is not None:
+                await job.finish(result)
         except Exception:
-            log.exception("reporting a job's end failed", job=spec.job_id)
+            log.exception("reporting a job's end failed", job=ticket.job_id)
         finally:
-            self._running.pop(spec.job_id, None)
-            self._wake.set()
+            self._running.pop(ticket.job_id, None)
+            self._slot_free.set()
             if self._metrics is not None:
                 self._metrics.agent_jobs_running.dec()
-                self._metrics.agent_job_duration.labels(spec.phase, result.outcome).observe(
+                self._metrics.agent_job_duration.labels(ticket.phase, outcome).observe(
                     time.monotonic() - started
                 )
-        log.info("job ended", job=spec.job_id, run=spec.run_id, outcome=result.outcome)
+        log.info("job ended", job=ticket.job_id, run=ticket.run_id, outcome=outcome)
 
-    async def _heartbeat(self, spec: JobSpec, control: JobControl) -> None:
+    async def _listener_heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_seconds)
+            await asyncio.sleep(self.listener.heartbeat_seconds)
             try:
-                verdict = await self._transport.heartbeat(spec, self.agent_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the job goes on
-                log.warning("heartbeat failed", job=spec.job_id)
-                continue
-            if verdict == "cancel":
-                control.cancel.set()
-            elif verdict == "force":
-                control.force.set()
+                await self.listener.heartbeat(
+                    capacity=self.concurrency, active_jobs=len(self._running)
+                )
+                if self.listener.renewal_due():
+                    await self.listener.renew()
+            except Exception as exc:  # noqa: BLE001 - a missed beat; the next one may do
+                log.warning("listener heartbeat failed", error=str(exc)[:300])
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop claiming; interrupt running engines and wait for them to report."""
-        self._stopping = True
-        self._wake.set()
-        for running in self._running.values():
-            running.control.cancel.set()
-        tasks = [r.task for r in self._running.values()]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for running in self._running.values():
-            running.control.force.set()
-        if pending:
-            await asyncio.wait(pending, timeout=grace_seconds)
+
+async def run_one_job(
+    job: JobClient, executor: Executor, control: JobControl, *, handing_back: asyncio.Event
+) -> str:
+    """``terrapod agent run-job``: execute one ticket and report its end, as the loop would.
+    ``handing_back`` is set (with ``control.cancel``) by the first SIGTERM of a plan job.
+    Returns the outcome reported."""
+    ticket = job.ticket
+    try:
+        result = await executor.execute(ticket, control)
+    except Exception as exc:
+        log.exception("the executor failed", job=ticket.job_id)
+        result = JobResult(outcome="errored", error=f"the agent failed: {type(exc).__name__}")
+    if result is None:
+        return "reported by the job"
+    if handing_back.is_set() and result.outcome != "finished":
+        await job.hand_back()
+        return "handed_back"
+    await job.finish(result)
+    return result.outcome

@@ -1,0 +1,97 @@
+"""The in-process executor: the runner inside the agent process, speaking HTTP for its job.
+
+Used by ``terrapod agent`` (the default executor), by the built-in agent of ``terrapod serve``
+and by ``terrapod agent run-job`` (the command a Kubernetes pod runs). While the engine runs,
+a second task long-polls the job heartbeat: it keeps the job alive on the server and brings
+a cancel or force-cancel to the engine as soon as it is requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from terrapod.agent.http import (
+    JOB_HEARTBEAT_WAIT_SECONDS,
+    HttpJobIO,
+    JobClient,
+    JobGone,
+    ProtocolError,
+)
+from terrapod.agent.ticket import JobTicket
+from terrapod.observability.logging import get_logger
+from terrapod.runner.engines import EngineResolver
+from terrapod.runner.execute import discard_workdir, execute
+from terrapod.runner.spec import JobControl, JobResult
+
+log = get_logger("terrapod.agent")
+
+# After the server answered "cancel" (it answers it at once from then on), or failed a
+# heartbeat: the pause before the next one, so a pending cancel does not spin the loop.
+_PAUSE_SECONDS = 1.0
+
+
+class InProcessExecutor:
+    """Runs claimed jobs with :func:`terrapod.runner.execute.execute` (see
+    :mod:`terrapod.agent.executor` for the contract)."""
+
+    def __init__(
+        self,
+        job_client: Callable[[JobTicket], JobClient],
+        *,
+        workdir_root: Path,
+        engines: EngineResolver,
+        heartbeat_wait: float = JOB_HEARTBEAT_WAIT_SECONDS,
+    ) -> None:
+        self._job_client = job_client
+        self.workdir_root = workdir_root
+        self._engines = engines
+        self._heartbeat_wait = heartbeat_wait
+
+    async def execute(self, ticket: JobTicket, control: JobControl) -> JobResult:
+        job = self._job_client(ticket)
+        alive = asyncio.create_task(
+            self._keep_alive(job, control), name=f"job heartbeat {ticket.job_id}"
+        )
+        try:
+            return await execute(
+                ticket.spec,
+                HttpJobIO(job, control),
+                control,
+                workdir_root=self.workdir_root,
+                engines=self._engines,
+            )
+        finally:
+            alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await alive
+
+    async def _keep_alive(self, job: JobClient, control: JobControl) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                verdict = await job.heartbeat(self._heartbeat_wait)
+            except JobGone:
+                # The server ended the job (force-cancel, a lost heartbeat, an agent that
+                # was too long away): nothing this engine does counts any more.
+                log.warning("the server ended the job; stopping its engine", job=job.ticket.job_id)
+                control.force.set()
+                return
+            except ProtocolError as exc:
+                log.warning("job heartbeat refused", job=job.ticket.job_id, status=exc.status)
+                verdict = None
+            if verdict == "force":
+                control.force.set()
+            elif verdict == "cancel":
+                control.cancel.set()
+            if verdict is not None or time.monotonic() - started < _PAUSE_SECONDS / 2:
+                await asyncio.sleep(_PAUSE_SECONDS)
+
+    def discard(self, run_id: str) -> None:
+        discard_workdir(self.workdir_root, run_id)
+
+    async def aclose(self) -> None:
+        return None
