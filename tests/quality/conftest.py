@@ -19,6 +19,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.factories import Actor, make_org, make_user
 from tests.quality import (
     world_actions,
+    world_agentpools,
     world_configversions,
     world_notifications,
     world_runs,
@@ -40,6 +41,7 @@ WORLD_PARTS = (
     world_notifications,
     world_runtasks,
     world_actions,
+    world_agentpools,
 )
 
 

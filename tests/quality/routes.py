@@ -327,6 +327,8 @@ ROUTES: tuple[Route, ...] = (
 # Later domains describe their routes in their own modules, one file each.
 from tests.quality import (  # noqa: E402
     routes_actions,
+    routes_agentpools,
+    routes_listeners,
     routes_notifications,
     routes_runtasks,
     routes_runtriggers,
@@ -340,4 +342,6 @@ ROUTES = (
     + routes_notifications.ROUTES
     + routes_runtasks.ROUTES
     + routes_actions.ROUTES
+    + routes_agentpools.ROUTES
+    + routes_listeners.ROUTES
 )
