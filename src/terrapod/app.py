@@ -26,6 +26,7 @@ from terrapod.actions import service as actions
 from terrapod.agent.local import LocalTransport
 from terrapod.agent.local_loop import Agent
 from terrapod.agentpools import api as agentpools_api
+from terrapod.agentpools import listener_api
 from terrapod.agentpools import service as agentpools
 from terrapod.auth import api as auth_api
 from terrapod.auth import login_api
@@ -99,6 +100,7 @@ ROUTERS = (
     auth_api.router,
     login_api.router,
     runs_api.logs_router,
+    listener_api.router,
 )
 
 

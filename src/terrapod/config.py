@@ -140,6 +140,57 @@ class RunSettings(BaseModel):
     )
 
 
+class AgentSettings(BaseModel):
+    """Agents and the listener protocol (docs/configuration.md, "Agents";
+    docs/dev/agents.md)."""
+
+    credential_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Lifetime of the short-lived credential an agent gets at join and renew",
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often agents are told to call their heartbeat (sent at join)",
+    )
+    runs_next_max_wait_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=300,
+        description="Longest an agent's runs/next long poll is held open (a larger wait is cut "
+        "to this)",
+    )
+    job_heartbeat_max_wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="Longest a job heartbeat long poll is held open (a larger wait is cut to this)",
+    )
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="While a runs/next long poll waits, how often the database is checked for "
+        "jobs queued by another server",
+    )
+    cancel_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="While a job heartbeat waits, how often the database is checked for a "
+        "cancel requested on another server",
+    )
+    run_token_margin_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=24 * 3600,
+        description="A run token lives for runs.job_timeout_seconds plus this",
+    )
+
+
 class RunTaskSettings(BaseModel):
     """Run tasks: how the server calls task services (docs/configuration.md, "Run tasks")."""
 
@@ -267,6 +318,7 @@ class Settings(BaseSettings):
     runs: RunSettings = RunSettings()
     notifications: NotificationSettings = NotificationSettings()
     runtasks: RunTaskSettings = RunTaskSettings()
+    agents: AgentSettings = AgentSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

@@ -9,7 +9,9 @@ from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-PrincipalKind = Literal["user", "organization", "system"]
+# "run": a running job's run token (auth_tokens kind "run"): run_id, workspace_id, job_id
+# and organization_id are set, and the permission layer limits it to its workspace's state.
+PrincipalKind = Literal["user", "organization", "system", "run"]
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,12 @@ class Principal:
     # organization id -> role ("owner" | "member") for user principals.
     roles: Mapping[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
-    # For run tokens: the run, and the one workspace the token reaches.
+    # For run tokens: the run, and the one workspace the token reaches (also set by the
+    # built-in agent's system principal that persists state for a run).
     run_id: str | None = None
     workspace_id: str | None = None
+    # For run tokens: the one job (jobs.id) the token was minted for.
+    job_id: str | None = None
 
     @property
     def is_user(self) -> bool:

@@ -67,7 +67,7 @@ class LocalTransport:
     async def claim(self, agent_id: str) -> JobSpec | None:
         while True:
             async with self._tx() as session:
-                claimed = await jobs.claim_job(session, agent_id)
+                claimed = await jobs.claim_job(session, agent_id, pool_id=None)
                 if claimed is None:
                     return None
             refs = _JobRefs(

@@ -23,6 +23,8 @@ KIND_ORGANIZATION = "organization"
 # An agent token (terrapod.agentpools): joins agents to its pool (``agent_pool_id``; its
 # ``organization_id`` is the pool's). Never an API credential: resolve() ignores it.
 KIND_AGENT_POOL = "agent-pool"
+# A running job's credential (terrapod.agentpools.runtokens); ``description`` holds its job id.
+KIND_RUN = "run"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class TokenService:
         if row is None:
             return None
         token, user = row
+        principal: Principal | None
         if token.expired_at is not None and token.expired_at <= datetime.now(UTC):
             return None
         if token.kind == KIND_USER:
@@ -83,9 +86,14 @@ class TokenService:
                 username=f"api-org-{token.organization_id}",
                 expires_at=token.expired_at,
             )
+        elif token.kind == KIND_RUN:
+            principal = _run_principal(token)
         else:
             return None
-        self.cache.put(token_hash, principal)
+        # A run token is not cached: it is retired the moment its job ends, and the state
+        # routes it reaches must stop accepting it at once, on every replica.
+        if principal is not None and token.kind != KIND_RUN:
+            self.cache.put(token_hash, principal)
         return principal
 
     async def record_usage(self, session: AsyncSession, used: dict[str, datetime]) -> None:
@@ -278,6 +286,23 @@ class TokenService:
         session.add(token)
         await session.flush()
         return IssuedToken(token, plaintext)
+
+
+def _run_principal(token: Token) -> Principal | None:
+    """A run token's principal: its run, workspace and job (terrapod.agentpools.runtokens);
+    the permission layer limits it to that workspace's state."""
+    if token.run_id is None or token.workspace_id is None:
+        return None
+    return Principal(
+        kind="run",
+        token_id=token.id,
+        username=f"run {token.run_id}",
+        organization_id=token.organization_id,
+        run_id=token.run_id,
+        workspace_id=token.workspace_id,
+        job_id=token.description,
+        expires_at=token.expired_at,
+    )
 
 
 def _check_expiry(expired_at: datetime | None) -> None:

@@ -3,7 +3,8 @@
 The agent protocol of DESIGN.md ("Runs"): a job is claimed by exactly one agent, heartbeats
 while it runs, and is failed by the housekeeping sweep when its heartbeats stop. No
 authorization here: the built-in agent calls these for its own jobs, and the listener API
-(agents on other machines) will check the agent's credentials before it does.
+(terrapod.agentpools.listener_api) checks the agent's credential and the job's run token
+before it calls them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from terrapod.configversions import service as configversions
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.db.hooks import JobFinished, fire
-from terrapod.errors import NotFound
+from terrapod.errors import Conflict, NotFound
 from terrapod.organizations.models import Organization
 from terrapod.runs import logs
 from terrapod.runs import machine as m
@@ -29,7 +30,10 @@ from terrapod.runs.queue import (
     end_run,
     enter_task_stage,
     load,
+    purge_run_tokens,
+    queue_job,
     record_event,
+    retire_run_tokens,
     run_changed,
     set_phase_status,
     start_apply,
@@ -47,18 +51,22 @@ class ClaimedJob:
     organization: Organization
 
 
-async def claim_job(session: AsyncSession, agent_id: str) -> ClaimedJob | None:
-    """Claim the oldest queued job for ``agent_id``; exactly one agent wins each job.
+async def claim_job(
+    session: AsyncSession, agent_id: str, pool_id: str | None = None
+) -> ClaimedJob | None:
+    """Claim the oldest queued job of ``pool_id`` (None: the jobs of the servers' built-in
+    agents) for ``agent_id``; exactly one agent wins each job.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take different jobs.
     SQLite: writers are serialized (BEGIN IMMEDIATE) and the UPDATE is conditional on the
     job still being queued.
     """
     now = utcnow()
+    in_pool = Job.pool_id.is_(None) if pool_id is None else Job.pool_id == pool_id
     candidate = (
         await session.execute(
             select(Job.id)
-            .where(Job.status == "queued")
+            .where(Job.status == "queued", in_pool)
             .order_by(Job.created_at, Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -131,6 +139,7 @@ async def finish_job(session: AsyncSession, job_id: str, agent_id: str, result: 
         result.outcome if result.outcome in ("finished", "errored", "canceled") else "errored"
     )
     job.finished_at = now
+    await retire_run_tokens(session, job.run_id, now, job_id=job.id)
     ctx = await load(session, job.run_id, for_update=True)
     run = ctx.run
     await fire(session, "job_finished", JobFinished(run, job.phase, job.status, result.report))
@@ -236,9 +245,48 @@ async def _apply_finished(
     await end_run(session, run, status, now, result.error or f"Apply {result.outcome}")
 
 
+async def hand_back_job(session: AsyncSession, job_id: str, agent_id: str) -> bool:
+    """The agent gives a running plan job back (it is shutting down): the job ends
+    ``handed_back``, a new job is queued for another agent and the run returns to
+    ``plan_queued``. The plan's log stays one stream: a note is appended now, and the next
+    agent's output follows it (its STX was written when the plan first started).
+
+    Returns False when the job had already ended (a repeated hand-back is harmless). An apply
+    cannot be handed back: an interrupted apply leaves infrastructure half-changed.
+    """
+    job = await session.get(Job, job_id, populate_existing=True, with_for_update=True)
+    if job is None or job.agent_id != agent_id:
+        raise NotFound("job not found")
+    if job.status != "running":
+        return False
+    if job.phase != "plan":
+        raise Conflict("only a plan can be handed back; an apply runs to its end")
+    now = utcnow()
+    ctx = await load(session, job.run_id, for_update=True)
+    run = ctx.run
+    await logs.append(
+        session,
+        run,
+        "plan",
+        f"\nThe agent {agent_id} stopped before the plan finished and handed it back; "
+        "the plan starts again on another agent.\n\n".encode(),
+    )
+    job.status = "handed_back"
+    job.finished_at = now
+    await retire_run_tokens(session, job.run_id, now, job_id=job.id)
+    m.move(run, m.PLAN_QUEUED, now)
+    await set_phase_status(session, run.plan_id, "queued", now)
+    record_event(session, run, "plan_queued", f"Plan handed back by agent {agent_id}")
+    await queue_job(session, run, "plan", now)
+    await run_changed(session, run)
+    return True
+
+
 async def fail_stale_jobs(session: AsyncSession, silence: timedelta) -> list[str]:
-    """End the runs of running jobs whose agent stopped heartbeating; returns their run ids."""
+    """End the runs of running jobs whose agent stopped heartbeating (the reason goes into
+    the phase's log); returns their run ids. Also deletes run tokens past their expiry."""
     cutoff = utcnow() - silence
+    await purge_run_tokens(session, utcnow())
     stale = (
         (
             await session.execute(
@@ -257,12 +305,12 @@ async def fail_stale_jobs(session: AsyncSession, silence: timedelta) -> list[str
         job.finished_at = now
         ctx = await load(session, job.run_id, for_update=True)
         if ctx.run.status not in m.FINAL:
-            await end_run(
-                session,
-                ctx.run,
-                m.ERRORED,
-                now,
-                f"The agent running the {job.phase} ({job.agent_id}) stopped responding",
+            reason = (
+                f"The agent running the {job.phase} ({job.agent_id}) stopped responding: "
+                f"no heartbeat for {max(0, int(silence.total_seconds()))} seconds"
             )
+            # Into the phase's log before end_run closes it: the log is where people look.
+            await logs.append(session, ctx.run, job.phase, f"\n\n{reason}.\n".encode())
+            await end_run(session, ctx.run, m.ERRORED, now, reason)
             ended.append(ctx.run.id)
     return ended

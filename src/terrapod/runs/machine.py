@@ -159,6 +159,8 @@ _NEXT: dict[str, frozenset[str]] = {
     PLAN_QUEUED: frozenset({PLANNING, CANCELED, ERRORED, DISCARDED}),
     PLANNING: frozenset(
         {
+            # An agent that shuts down hands its plan back; another agent plans it again.
+            PLAN_QUEUED,
             PLANNED,
             PLANNED_AND_FINISHED,
             PLANNED_AND_SAVED,

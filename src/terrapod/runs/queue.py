@@ -14,13 +14,15 @@ UPDATEs or rows read ``FOR UPDATE`` (PostgreSQL); SQLite serializes writers (BEG
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from terrapod.auth.models import Token
 from terrapod.configversions.models import UPLOADED as CV_UPLOADED
 from terrapod.configversions.models import ConfigurationVersion
 from terrapod.db.hooks import TaskStageReached, fire
@@ -95,9 +97,61 @@ async def run_changed(session: AsyncSession, run: Run) -> None:
     )
 
 
-def _queue_job(session: AsyncSession, run: Run, phase: str, now: datetime) -> None:
-    session.add(Job(id=new_id("job"), run_id=run.id, phase=phase, status="queued", created_at=now))
-    publish_after_commit(session, "jobs", {"run_id": run.id, "phase": phase})
+async def queue_job(session: AsyncSession, run: Run, phase: str, now: datetime) -> None:
+    """Queue a job for ``run``'s ``phase``. Its pool is fixed now: the workspace's agent
+    pool when the workspace executes on agents, else NULL (the servers' built-in agents)."""
+    workspace = await session.get(Workspace, run.workspace_id)
+    pool_id = (
+        workspace.agent_pool_id
+        if workspace is not None and workspace.execution_mode == "agent"
+        else None
+    )
+    session.add(
+        Job(
+            id=new_id("job"),
+            run_id=run.id,
+            phase=phase,
+            status="queued",
+            pool_id=pool_id,
+            created_at=now,
+        )
+    )
+    publish_after_commit(session, "jobs", {"run_id": run.id, "phase": phase, "pool_id": pool_id})
+
+
+# A retired run token still authenticates its job's final PATCH for this long, so an agent
+# that lost the answer can repeat it; it reaches nothing else (the resolver ignores it).
+RUN_TOKEN_GRACE = timedelta(minutes=15)
+RUN_TOKEN_KIND = "run"  # noqa: S105 - a token kind, not a secret
+RETIRED_RUN_TOKEN_KIND = "run-ended"  # noqa: S105 - a token kind, not a secret
+
+
+async def purge_run_tokens(session: AsyncSession, now: datetime) -> None:
+    """Delete run tokens past their expiry (retired ones after their grace)."""
+    await session.execute(
+        sql_delete(Token)
+        .where(
+            Token.kind.in_((RUN_TOKEN_KIND, RETIRED_RUN_TOKEN_KIND)),
+            Token.expired_at < now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def retire_run_tokens(
+    session: AsyncSession, run_id: str, now: datetime, *, job_id: str | None = None
+) -> None:
+    """A job ended: its run token (every run token of the run when ``job_id`` is None) stops
+    reaching the API at once. See terrapod.agentpools.runtokens."""
+    conditions = [Token.run_id == run_id, Token.kind == RUN_TOKEN_KIND]
+    if job_id is not None:
+        conditions.append(Token.description == job_id)
+    await session.execute(
+        sql_update(Token)
+        .where(*conditions)
+        .values(kind=RETIRED_RUN_TOKEN_KIND, expired_at=now + RUN_TOKEN_GRACE)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def set_phase_status(
@@ -167,7 +221,7 @@ async def start_plan(
         return
     m.move(run, m.PLAN_QUEUED, now)
     await set_phase_status(session, run.plan_id, "queued", now)
-    _queue_job(session, run, "plan", now)
+    await queue_job(session, run, "plan", now)
     await run_changed(session, run)
 
 
@@ -178,7 +232,7 @@ async def start_apply(
         return
     m.move(run, m.APPLY_QUEUED, now)
     await set_phase_status(session, run.apply_id, "queued", now)
-    _queue_job(session, run, "apply", now)
+    await queue_job(session, run, "apply", now)
     await run_changed(session, run)
 
 
@@ -322,6 +376,7 @@ async def end_run(
         .values(status="canceled", cancel_requested="force", finished_at=now)
         .execution_options(synchronize_session=False)
     )
+    await retire_run_tokens(session, run.id, now)
     record_event(session, run, status, description, actor_id)
     await run_changed(session, run)
     if await _release_workspace(session, run) and start_next:

@@ -273,6 +273,9 @@ async def create(
         raise Invalid("serial must not be negative", pointer="/data/attributes/serial")
     if not MD5_RE.match(req.md5):
         raise Invalid("md5 must be 32 lowercase hex digits", pointer="/data/attributes/md5")
+    again = await _same_as_current(session, principal, ws, req)
+    if again is not None:
+        return again
     await _check_succession(session, ws, req.serial, req.lineage, force=req.force)
     sv = StateVersion(
         id=new_id("sv"),
@@ -318,6 +321,26 @@ async def create(
             await ctx.store.delete(key)  # the transaction rolls back; leave no orphan
             raise
     return sv
+
+
+async def _same_as_current(
+    session: AsyncSession, principal: Principal, ws: Workspace, req: CreateRequest
+) -> StateVersion | None:
+    """A run sending again the state version it already created (same serial and md5 as
+    the current version, which the run made): the agent retries after a lost answer or a
+    server restart, and gets that version back instead of a conflict."""
+    if principal.run_id is None or ws.current_state_version_id is None:
+        return None
+    current = await session.get(StateVersion, ws.current_state_version_id)
+    if (
+        current is not None
+        and current.run_id == principal.run_id
+        and current.serial == req.serial
+        and current.md5 == req.md5
+        and current.status == FINALIZED
+    ):
+        return current
+    return None
 
 
 async def _check_succession(
