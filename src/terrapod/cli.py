@@ -414,6 +414,81 @@ LogFormat = Annotated[
 ]
 
 
+# ``terrapod agent --executor kubernetes`` (terrapod.agent.kubernetes; docs/usage/agents.md).
+_K8S = "Kubernetes executor"
+K8sNamespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        envvar="TERRAPOD_K8S_NAMESPACE",
+        rich_help_panel=_K8S,
+        help="Where the Jobs run. Default in a pod: its own namespace.",
+    ),
+]
+K8sImage = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        envvar="TERRAPOD_K8S_IMAGE",
+        rich_help_panel=_K8S,
+        help="The jobs' image (Terrapod installed, `terrapod` on its PATH).",
+    ),
+]
+K8sServiceAccount = Annotated[
+    str | None,
+    typer.Option(
+        "--service-account",
+        envvar="TERRAPOD_K8S_SERVICE_ACCOUNT",
+        rich_help_panel=_K8S,
+        help="The jobs' service account (its token is not mounted).",
+    ),
+]
+K8sKubeconfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        envvar="TERRAPOD_K8S_KUBECONFIG",
+        rich_help_panel=_K8S,
+        help="Default: in-cluster credentials in a pod, else $KUBECONFIG or ~/.kube/config.",
+    ),
+]
+K8sContext = Annotated[
+    str | None,
+    typer.Option("--kube-context", rich_help_panel=_K8S, help="A kubeconfig context."),
+]
+K8sCaConfigMap = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-configmap",
+        envvar="TERRAPOD_K8S_CA_CONFIGMAP",
+        rich_help_panel=_K8S,
+        help="A ConfigMap whose ca.crt the jobs trust for the server.",
+    ),
+]
+K8sPullSecrets = Annotated[
+    list[str] | None,
+    typer.Option("--image-pull-secret", rich_help_panel=_K8S, help="Repeatable: imagePullSecrets."),
+]
+K8sTtl = Annotated[
+    int,
+    typer.Option(
+        "--ttl-after-finished",
+        envvar="TERRAPOD_K8S_TTL_AFTER_FINISHED",
+        min=0,
+        rich_help_panel=_K8S,
+        help="Seconds the cluster keeps a finished Job the agent did not delete.",
+    ),
+]
+K8sKeep = Annotated[
+    bool,
+    typer.Option(
+        "--keep-finished",
+        rich_help_panel=_K8S,
+        help="Leave finished Jobs and Secrets to the TTL (debugging).",
+    ),
+]
+
+
 @agent_app.callback(invoke_without_command=True)
 def agent(
     ctx: typer.Context,
@@ -455,6 +530,15 @@ def agent(
             help="in-process (run Terraform here) or kubernetes (a Job per run phase).",
         ),
     ] = "in-process",
+    namespace: K8sNamespace = None,
+    image: K8sImage = None,
+    service_account: K8sServiceAccount = None,
+    kubeconfig: K8sKubeconfig = None,
+    kube_context: K8sContext = None,
+    ca_configmap: K8sCaConfigMap = None,
+    image_pull_secret: K8sPullSecrets = None,
+    ttl_after_finished: K8sTtl = 3600,
+    keep_finished: K8sKeep = False,
     log_level: LogLevel = "info",
     log_format: LogFormat = "json",
 ) -> None:
@@ -469,6 +553,24 @@ def agent(
         _fail("give the server's address: --url or TERRAPOD_URL")
     if executor not in ("in-process", "kubernetes"):
         _fail("--executor is in-process or kubernetes")
+    kubernetes = None
+    if executor == "kubernetes":
+        from terrapod.agent.kubernetes import KubernetesOptions, in_cluster_namespace
+
+        namespace = namespace or in_cluster_namespace()
+        if not namespace or not image:
+            _fail("--executor kubernetes needs --namespace (outside a cluster) and --image")
+        kubernetes = KubernetesOptions(
+            namespace=namespace,
+            image=image,
+            service_account=service_account,
+            kubeconfig=kubeconfig,
+            context=kube_context,
+            ca_configmap=ca_configmap,
+            image_pull_secrets=tuple(image_pull_secret or ()),
+            ttl_after_finished_seconds=ttl_after_finished,
+            keep_finished=keep_finished,
+        )
     token = _agent_token(token_file)
     raise typer.Exit(
         asyncio.run(
@@ -479,7 +581,7 @@ def agent(
                 concurrency=concurrency,
                 work_dir=_work_dir(work_dir),
                 ca_file=ca_file,
-                executor_kind=executor,
+                kubernetes=kubernetes,
             )
         )
     )
@@ -558,7 +660,7 @@ async def _run_agent(
     concurrency: int,
     work_dir: Path,
     ca_file: Path | None,
-    executor_kind: str,
+    kubernetes: Any = None,
 ) -> int:
     from terrapod.agent.executor import Executor
     from terrapod.agent.http import ListenerClient, Unauthorized, build_client, token_joiner
@@ -571,8 +673,14 @@ async def _run_agent(
     async with build_client(url, ca_file=ca_file) as http:
         listener = ListenerClient(http, token_joiner(http, token, name=name, capacity=concurrency))
         executor: Executor
-        if executor_kind == "kubernetes":
-            executor = _kubernetes_executor()
+        if kubernetes is not None:
+            from terrapod.agent.kubernetes import KubernetesError, build_kubernetes_executor
+
+            try:
+                executor = build_kubernetes_executor(kubernetes, listener.job)
+            except KubernetesError as exc:
+                log.error("cannot reach Kubernetes", error=str(exc))
+                return 2
         else:
             executor = InProcessExecutor(
                 listener.job, workdir_root=work_dir, engines=EngineResolver()
@@ -587,12 +695,6 @@ async def _run_agent(
             return 1
         log.info("agent stopped")
         return 0
-
-
-def _kubernetes_executor() -> Any:
-    """The hook for ``--executor kubernetes``: its options and the executor are
-    ``terrapod.agent.kubernetes``'s (``build_kubernetes_executor``)."""
-    _fail("--executor kubernetes is not wired into `terrapod agent` yet")
 
 
 async def _run_one_job(ticket: Any, work_dir: Path, ca_file: Path | None) -> int:

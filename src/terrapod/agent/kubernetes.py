@@ -61,6 +61,9 @@ log = get_logger("terrapod.agent.kubernetes")
 TICKET_DIR = "/var/run/terrapod/ticket"
 TICKET_KEY = "ticket.json"
 TICKET_PATH = f"{TICKET_DIR}/{TICKET_KEY}"
+CA_DIR = "/var/run/terrapod/ca"
+_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+CA_KEY = "ca.crt"
 CONTAINER = "run-job"
 SCRATCH_DIR = "/tmp"  # noqa: S108 - an emptyDir volume of the pod, not the agent's /tmp
 
@@ -124,6 +127,9 @@ class KubernetesOptions:
     context: str | None = None
     image_pull_policy: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
+    ca_configmap: str | None = None
+    """A ConfigMap whose ``ca.crt`` the pods trust for the server (``run-job --ca-file``), when
+    the server's certificate is not from a public CA."""
     command: tuple[str, ...] = ("terrapod",)
     """The image's Terrapod entry point; ``agent run-job --ticket-file …`` follows it."""
     ttl_after_finished_seconds: int = 3600
@@ -243,11 +249,41 @@ def build_manifests(ticket: JobTicket, options: KubernetesOptions, suffix: str) 
     memory = _quantity(ticket.spec.resource_memory, options.default_memory, "resource-memory")
     resources = {"cpu": cpu, "memory": memory}
     uid = options.run_as_user
+    args = ["agent", "run-job", "--ticket-file", TICKET_PATH]
+    mounts = [
+        client.V1VolumeMount(name="ticket", mount_path=TICKET_DIR, read_only=True),
+        client.V1VolumeMount(name="scratch", mount_path=SCRATCH_DIR),
+    ]
+    volumes = [
+        client.V1Volume(
+            name="ticket",
+            secret=client.V1SecretVolumeSource(
+                secret_name=name,
+                # Group-readable: the kubelet gives the files the pod's fsGroup.
+                default_mode=0o440,
+                items=[client.V1KeyToPath(key=TICKET_KEY, path=TICKET_KEY)],
+            ),
+        ),
+        # The root filesystem is read-only; the engine works in here.
+        client.V1Volume(name="scratch", empty_dir=client.V1EmptyDirVolumeSource()),
+    ]
+    if options.ca_configmap:
+        args += ["--ca-file", f"{CA_DIR}/{CA_KEY}"]
+        mounts.append(client.V1VolumeMount(name="ca", mount_path=CA_DIR, read_only=True))
+        volumes.append(
+            client.V1Volume(
+                name="ca",
+                config_map=client.V1ConfigMapVolumeSource(
+                    name=options.ca_configmap,
+                    items=[client.V1KeyToPath(key=CA_KEY, path=CA_KEY)],
+                ),
+            )
+        )
     container = client.V1Container(
         name=CONTAINER,
         image=options.image,
         image_pull_policy=options.image_pull_policy,
-        command=[*options.command, "agent", "run-job", "--ticket-file", TICKET_PATH],
+        command=[*options.command, *args],
         # Not one secret here: the ticket comes from the mounted Secret only.
         env=[
             client.V1EnvVar(name="HOME", value=SCRATCH_DIR),
@@ -261,10 +297,7 @@ def build_manifests(ticket: JobTicket, options: KubernetesOptions, suffix: str) 
             read_only_root_filesystem=True,
             capabilities=client.V1Capabilities(drop=["ALL"]),
         ),
-        volume_mounts=[
-            client.V1VolumeMount(name="ticket", mount_path=TICKET_DIR, read_only=True),
-            client.V1VolumeMount(name="scratch", mount_path=SCRATCH_DIR),
-        ],
+        volume_mounts=mounts,
     )
     pod = client.V1PodSpec(
         restart_policy="Never",
@@ -279,19 +312,7 @@ def build_manifests(ticket: JobTicket, options: KubernetesOptions, suffix: str) 
             seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
         ),
         containers=[container],
-        volumes=[
-            client.V1Volume(
-                name="ticket",
-                secret=client.V1SecretVolumeSource(
-                    secret_name=name,
-                    # Group-readable: the kubelet gives the files the pod's fsGroup.
-                    default_mode=0o440,
-                    items=[client.V1KeyToPath(key=TICKET_KEY, path=TICKET_KEY)],
-                ),
-            ),
-            # The root filesystem is read-only; the engine works in here.
-            client.V1Volume(name="scratch", empty_dir=client.V1EmptyDirVolumeSource()),
-        ],
+        volumes=volumes,
         image_pull_secrets=[
             client.V1LocalObjectReference(name=s) for s in options.image_pull_secrets
         ]
@@ -772,6 +793,17 @@ def api_client_for(options: KubernetesOptions) -> Any:
     return client.ApiClient(configuration)
 
 
-def build_kubernetes_executor(options: KubernetesOptions) -> KubernetesExecutor:
-    """The executor ``terrapod agent --executor kubernetes`` runs jobs with."""
-    return KubernetesExecutor(api_client_for(options), options)
+def build_kubernetes_executor(
+    options: KubernetesOptions, job_client: Callable[[JobTicket], JobClient]
+) -> KubernetesExecutor:
+    """The executor ``terrapod agent --executor kubernetes`` runs jobs with; ``job_client``
+    is the listener's (for the job heartbeat until a pod runs)."""
+    return KubernetesExecutor(api_client_for(options), options, job_client)
+
+
+def in_cluster_namespace() -> str | None:
+    """The namespace of the pod this runs in, if it runs in one."""
+    try:
+        return Path(_NAMESPACE_FILE).read_text().strip() or None
+    except OSError:
+        return None

@@ -136,6 +136,8 @@ class FakeKubernetes:
         """``(verb, resource)`` pairs answered 403, e.g. ``("create", "secrets")``."""
         self.requests: list[Request] = []
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
+        """ConfigMaps' data, put here by a test (the executor never creates one)."""
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], _Pod] = {}
         self.deleted: list[tuple[str, str, dict[str, Any]]] = []
@@ -457,24 +459,23 @@ class FakeKubernetes:
                 self._wait_until_gone_or_deadline(ns, job_name, pod, deadline)
                 return
 
-            # A pod waits for the Secrets it mounts.
-            needed = [
-                v["secret"]["secretName"]
-                for v in template["spec"].get("volumes") or []
-                if v.get("secret")
-            ]
+            # A pod waits for the Secrets and ConfigMaps it mounts.
+            volumes = template["spec"].get("volumes") or []
+            needed = [v["secret"]["secretName"] for v in volumes if v.get("secret")]
+            maps = [v["configMap"]["name"] for v in volumes if v.get("configMap")]
+
+            def mountable() -> bool:
+                return all((ns, s) in self.secrets for s in needed) and all(
+                    (ns, m) in self.configmaps for m in maps
+                )
 
             def ready() -> bool:
-                return (
-                    self._closing
-                    or (ns, job_name) not in self.jobs
-                    or all((ns, s) in self.secrets for s in needed)
-                )
+                return self._closing or (ns, job_name) not in self.jobs or mountable()
 
             self.changed.wait_for(ready, max(0.0, deadline - time.monotonic()))
             if self._closing or (ns, job_name) not in self.jobs:
                 return
-            if not all((ns, s) in self.secrets for s in needed):
+            if not mountable():
                 self._deadline_exceeded(ns, job_name, pod)
                 return
             root = Path(tempfile.mkdtemp(prefix=f"{pod_name}-", dir=self.workdir))
@@ -551,13 +552,18 @@ class FakeKubernetes:
             volume = volumes[mount["name"]]
             target = root / "volumes" / mount["name"]
             target.mkdir(parents=True)
-            if volume.get("secret"):
-                source = volume["secret"]
-                data = self.secrets[(ns, source["secretName"])].get("data") or {}
+            if volume.get("secret") or volume.get("configMap"):
+                if volume.get("secret"):
+                    source = volume["secret"]
+                    encoded = self.secrets[(ns, source["secretName"])].get("data") or {}
+                    data = {k: base64.b64decode(v) for k, v in encoded.items()}
+                else:
+                    source = volume["configMap"]
+                    data = {k: v.encode() for k, v in self.configmaps[(ns, source["name"])].items()}
                 items = source.get("items") or [{"key": k, "path": k} for k in data]
                 for item in items:
                     path = target / item["path"]
-                    path.write_bytes(base64.b64decode(data[item["key"]]))
+                    path.write_bytes(data[item["key"]])
                     path.chmod(item.get("mode", source.get("defaultMode", 0o644)))
                 if mount.get("readOnly"):
                     target.chmod(0o500)

@@ -172,6 +172,17 @@ def test_the_job_holds_no_secret() -> None:
     ]
 
 
+def test_a_ca_configmap_is_mounted_for_run_job() -> None:
+    job, _ = serialized(build_manifests(make_ticket(), options(ca_configmap="terrapod-ca"), "x"))
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"][-2:] == ["--ca-file", "/var/run/terrapod/ca/ca.crt"]
+    assert {"name": "ca", "mountPath": "/var/run/terrapod/ca", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert pod["volumes"][-1]["configMap"]["name"] == "terrapod-ca"
+
+
 def test_the_job_never_retries_and_has_a_deadline() -> None:
     job, _ = serialized(build_manifests(make_ticket(), options(deadline_margin_seconds=120), "x1"))
     spec = job["spec"]
