@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,10 +23,13 @@ from starlette.staticfiles import StaticFiles
 from terrapod import __version__
 from terrapod.actions import api as actions_api
 from terrapod.actions import service as actions
-from terrapod.agent.local import LocalTransport
-from terrapod.agent.local_loop import Agent
+from terrapod.agent.asgi import InProcessTransport
+from terrapod.agent.http import Backoff, Joined, ListenerClient
+from terrapod.agent.http import build_client as build_agent_client
+from terrapod.agent.inprocess import InProcessExecutor
+from terrapod.agent.loop import Agent
 from terrapod.agentpools import api as agentpools_api
-from terrapod.agentpools import listener_api
+from terrapod.agentpools import listener_api, listeners
 from terrapod.agentpools import service as agentpools
 from terrapod.auth import api as auth_api
 from terrapod.auth import login_api
@@ -39,6 +42,7 @@ from terrapod.configversions import service as configversions
 from terrapod.crypto import SecretBox
 from terrapod.db.engine import WRITE_OPTION, create_engine, create_sessionmaker
 from terrapod.db.hooks import Hooks
+from terrapod.db.transactions import write_transaction
 from terrapod.errors import DomainError
 from terrapod.events.bus import EventBus
 from terrapod.jsonapi.errors import domain_error_response, error_response
@@ -132,6 +136,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         agent: Agent | None = app.state.agent
         if agent is not None:
             await agent.stop()
+            await app.state.agent_http.aclose()
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -159,32 +164,17 @@ def start_run_machinery(app: FastAPI) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(housekeeping.run_forever(), name="run housekeeping")]
     app.state.agent = None
     if settings.runs.builtin_agent:
-        transport = LocalTransport(
-            app.state.sessionmaker, app.state.object_store, app.state.secret_box, settings
-        )
-        agent = Agent(
-            transport,
-            agent_id=f"builtin-{socket.gethostname()}-{os.getpid()}",
-            concurrency=settings.runs.agent_concurrency,
-            # Absolute: the engine runs with the module directory as its working directory.
-            workdir_root=(settings.runs.work_dir or settings.data_dir / "work").resolve(),
-            engines=EngineResolver(settings.runs.engines),
-            metrics=metrics,
-        )
+        agent = builtin_agent(app)
         app.state.agent = agent
-
-        def on_jobs(payload: dict[str, Any]) -> None:
-            if payload.get("cancel"):
-                agent.signal(str(payload["run_id"]), str(payload["cancel"]))
-            agent.wake()
 
         def on_run(payload: dict[str, Any]) -> None:
             if payload.get("status") in FINAL_STATUSES:
                 agent.forget_run(str(payload["run_id"]))
 
-        bus.subscribe("jobs", on_jobs)
+        # A plan's directory is kept for its apply on this agent; a run that ends otherwise
+        # (discarded, canceled, errored) no longer needs it.
         bus.subscribe("run", on_run)
-        tasks.append(asyncio.create_task(agent.run_forever(), name="built-in agent"))
+        tasks.append(asyncio.create_task(_run_builtin_agent(agent), name="built-in agent"))
     return tasks
 
 
@@ -201,6 +191,69 @@ async def _refresh_pool_gauges_forever(app: FastAPI) -> None:
         except Exception:
             log.exception("refreshing the agent pool gauges failed")
         await asyncio.sleep(POOL_GAUGES_SECONDS)
+
+
+# Any address: the in-process transport takes every request, signed URLs on the external
+# address included, to this app.
+BUILTIN_AGENT_BASE_URL = "http://terrapod.builtin"
+
+
+def builtin_agent(app: FastAPI) -> Agent:
+    """The built-in agent: the same :class:`~terrapod.agent.loop.Agent` and HTTP client as
+    ``terrapod agent``, speaking the listener protocol to this app in process (DESIGN.md), so
+    every run through it takes the real agent path. It joins by registering itself in the
+    database (no agent token; it runs the jobs of workspaces without an agent pool)."""
+    settings: Settings = app.state.settings
+    name = f"builtin-{socket.gethostname()}-{os.getpid()}"
+    capacity = settings.runs.agent_concurrency
+    http = build_agent_client(BUILTIN_AGENT_BASE_URL, transport=InProcessTransport(app))
+    app.state.agent_http = http
+
+    async def join() -> Joined:
+        attempt = 0
+        while True:
+            try:
+                async with write_transaction(app.state.sessionmaker) as session:
+                    row, credential = await listeners.register_builtin(
+                        session,
+                        name,
+                        capacity,
+                        ttl_seconds=settings.agents.credential_ttl_seconds,
+                    )
+                return Joined(
+                    agent_id=row.id,
+                    credential=credential,
+                    credential_expires_at=row.credential_expires_at,
+                    heartbeat_seconds=settings.agents.heartbeat_seconds,
+                )
+            except (OSError, SQLAlchemyError) as exc:
+                # The database is away (a restart): the agent waits for it like for a server.
+                delay = Backoff().delay(attempt)
+                log.warning("built-in agent cannot register", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    listener = ListenerClient(http, join)
+    executor = InProcessExecutor(
+        listener.job,
+        # Absolute: the engine runs with the module directory as its working directory.
+        workdir_root=(settings.runs.work_dir or settings.data_dir / "work").resolve(),
+        engines=EngineResolver(settings.runs.engines),
+    )
+    return Agent(
+        listener,
+        executor,
+        concurrency=capacity,
+        abandon_poll_on_stop=True,
+        metrics=app.state.metrics,
+    )
+
+
+async def _run_builtin_agent(agent: Agent) -> None:
+    try:
+        await agent.run()
+    except Exception:
+        log.exception("the built-in agent stopped")
 
 
 def start_notification_deliverer(app: FastAPI) -> asyncio.Task[None]:

@@ -634,7 +634,8 @@ async def test_a_provisional_configuration_becomes_current_only_when_its_run_app
 async def test_a_job_whose_variables_cannot_be_decrypted_errors_instead_of_looping(
     app: FastAPI, admin: httpx.AsyncClient, ws: str
 ) -> None:
-    from terrapod.agent.local import LocalTransport
+    from terrapod.agentpools import listeners
+    from terrapod.db.transactions import write_transaction
     from terrapod.variables.models import Variable
 
     r = await admin.post(
@@ -658,10 +659,13 @@ async def test_a_job_whose_variables_cannot_be_decrypted_errors_instead_of_loopi
         variable.value_encrypted = "v1:" + "A" * 40  # as if the secret key had changed
         await session.commit()
     run = await create_run(admin, ws)
-    transport = LocalTransport(
-        app.state.sessionmaker, app.state.object_store, app.state.secret_box, app.state.settings
+    async with write_transaction(app.state.sessionmaker) as session:
+        agent, credential = await listeners.register_builtin(session, "builtin-test", 1)
+    r = await admin.get(
+        f"/api/v2/listeners/{agent.id}/runs/next",
+        headers={"Authorization": f"Bearer {credential}"},
     )
-    assert await transport.claim("builtin-test") is None
+    assert r.status_code == 204  # claimed, ended errored, and not handed out
     assert await status_of(admin, run["id"]) == "errored"
     plan = (await admin.get(f"/api/v2/runs/{run['id']}/plan")).json()["data"]
     log = (await admin.get(plan["attributes"]["log-read-url"])).content

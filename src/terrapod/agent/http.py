@@ -273,7 +273,9 @@ class ListenerClient:
 
     async def join(self) -> Joined:
         joined = await self._joiner()
-        self._joined, self._expires_at = joined, joined.credential_expires_at
+        expires = joined.credential_expires_at
+        self._joined = joined
+        self._expires_at = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         log.info("joined", agent=joined.agent_id)
         return joined
 

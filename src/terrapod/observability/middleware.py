@@ -69,7 +69,10 @@ class ObservabilityMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        self.metrics.in_flight.inc()
+        # Agents' long polls are held open by design (docs/dev/agents.md): they are not load.
+        counted = not _is_long_poll(scope["path"])
+        if counted:
+            self.metrics.in_flight.inc()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             refusal = _refuse_nul(scope)
@@ -78,7 +81,8 @@ class ObservabilityMiddleware:
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.in_flight.dec()
+            if counted:
+                self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
@@ -119,6 +123,13 @@ class ObservabilityMiddleware:
             # A malformed hop is never trusted, so the walk stops there.
             return False
         return any(ip in net for net in self.trusted)
+
+
+def _is_long_poll(path: str) -> bool:
+    """``runs/next`` and a job's heartbeat, the listener protocol's two long polls."""
+    return path.startswith("/api/v2/listeners/") and (
+        path.endswith("/runs/next") or ("/runs/" in path and path.endswith("/heartbeat"))
+    )
 
 
 def _refuse_nul(scope: Scope) -> ASGIApp | None:

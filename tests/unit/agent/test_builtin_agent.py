@@ -24,4 +24,4 @@ async def test_a_relative_work_dir_is_made_absolute(
     runs = RunSettings(builtin_agent=True, work_dir=Path("work"), housekeeping_seconds=3600)
     app = create_app(migrated_settings.model_copy(update={"runs": runs}))
     async with app.router.lifespan_context(app):
-        assert app.state.agent.workdir_root == in_scratch_dir / "work"
+        assert app.state.agent.executor.workdir_root == in_scratch_dir / "work"
