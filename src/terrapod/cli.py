@@ -716,7 +716,7 @@ async def _run_one_job(ticket: Any, work_dir: Path, ca_file: Path | None) -> int
         stops += 1
         if stops == 1 and ticket.phase == "plan":
             handing_back.set()
-            control.cancel.set()
+            control.force.set()
         elif stops == 2:
             control.cancel.set()
         elif stops > 2:

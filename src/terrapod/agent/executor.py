@@ -20,12 +20,14 @@ The contract, for every executor:
    ``run-job`` does). It does not raise for a job that failed: a failure is a result
    (``errored``). An exception means the executor itself broke; the loop reports the job
    ``errored`` with the exception's type as the reason.
-3. ``control`` is the loop's way in. At shutdown the loop sets ``control.cancel`` on the plan
-   jobs it gives up; ``execute`` must then stop the job (the engine gets SIGINT) and return
-   soon, and the loop reports ``handed_back`` instead of the result (the job is queued again
+3. ``control`` is the loop's way in. At shutdown the loop sets ``control.force`` on the plan
+   jobs it gives up (a plan changes nothing, so it is stopped at once rather than waited
+   for); ``execute`` must then stop the job and return soon, and unless the job had
+   finished, the loop reports ``handed_back`` instead of its result (the job is queued again
    for another agent). An executor whose jobs run outside the agent process may leave them
    running instead and return ``None`` when they end. On a second signal the loop sets
-   ``control.cancel`` on every job, and ``control.force`` when they ignore it.
+   ``control.cancel`` on every job (the engine gets SIGINT and still saves state), and
+   ``control.force`` on a third.
 4. It never logs the run token, a variable's value or a signed URL's token.
 """
 

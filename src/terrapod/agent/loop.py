@@ -7,9 +7,9 @@ class is ``terrapod agent`` and the built-in agent of ``terrapod serve`` (which 
 own app in process); only the HTTP client and the way of joining differ.
 
 Shutdown (:meth:`Agent.request_stop`, from SIGTERM/SIGINT): the first request stops claiming
-and gives up the running plan jobs (they are stopped and handed back, so another agent plans
-them again) while apply jobs run to their end; a second request cancels the applies too,
-gracefully (the engine gets SIGINT and still saves its state).
+and gives up the running plan jobs (their engines are stopped at once and the jobs handed
+back, so another agent plans them again) while apply jobs run to their end; a second request
+cancels the applies too, gracefully (the engine gets SIGINT and still saves its state).
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ class Agent:
             self._stopping.set()
             for running in self._running.values():
                 if running.ticket.phase == "plan":
+                    # A plan changes nothing: stop it now, another agent plans it again.
                     running.handing_back = True
-                    running.control.cancel.set()
+                    running.control.force.set()
         elif self._stop_requests == 2:
             log.info("stopping now: canceling the running jobs")
             for running in self._running.values():
@@ -181,7 +182,7 @@ class Agent:
         if self._stopping.is_set() and ticket.phase == "plan":
             # Claimed by a long poll that was answered after the stop request.
             running.handing_back = True
-            running.control.cancel.set()
+            running.control.force.set()
         self._running[ticket.job_id] = running
         running.task = asyncio.create_task(self._run_job(running), name=f"job {ticket.job_id}")
 
@@ -237,7 +238,7 @@ async def run_one_job(
     job: JobClient, executor: Executor, control: JobControl, *, handing_back: asyncio.Event
 ) -> str:
     """``terrapod agent run-job``: execute one ticket and report its end, as the loop would.
-    ``handing_back`` is set (with ``control.cancel``) by the first SIGTERM of a plan job.
+    ``handing_back`` is set (with ``control.force``) by the first SIGTERM of a plan job.
     Returns the outcome reported."""
     ticket = job.ticket
     try:

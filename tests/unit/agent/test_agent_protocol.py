@@ -322,11 +322,13 @@ class _Executor:
         result = self.results.setdefault(ticket.job_id, asyncio.Future())
         self._for(ticket.job_id).set()
         cancel = asyncio.create_task(control.cancel.wait())
-        await asyncio.wait({cancel, result}, return_when=asyncio.FIRST_COMPLETED)
+        force = asyncio.create_task(control.force.wait())
+        await asyncio.wait({cancel, force, result}, return_when=asyncio.FIRST_COMPLETED)
         cancel.cancel()
+        force.cancel()
         if result.done():
             return result.result()
-        return JobResult(outcome="canceled", error="Ctrl-C")
+        return JobResult(outcome="canceled", error="killed" if force.done() else "Ctrl-C")
 
     def discard(self, run_id: str) -> None:
         self.discarded.append(run_id)
@@ -405,7 +407,9 @@ async def test_the_first_stop_hands_back_plans_and_lets_applies_finish(
     loop.request_stop()
     await server.until(lambda: plan.ends)
     assert plan.ends == [{"status": "handed_back"}]
+    assert executor.controls[plan.job_id].force.is_set()  # a plan changes nothing: stopped now
     assert not executor.controls[apply.job_id].cancel.is_set()
+    assert not executor.controls[apply.job_id].force.is_set()
     later = server.queue_job("plan")
     executor.results[apply.job_id].set_result(JobResult(outcome="finished"))
     await task
@@ -424,6 +428,7 @@ async def test_the_second_stop_cancels_the_applies(
     loop.request_stop()
     await task
     assert apply.ends[0]["status"] == "canceled"
+    assert apply.ends[0]["result"]["error"] == "Ctrl-C"  # gracefully: the engine saves state
 
 
 async def test_a_plan_that_finished_while_stopping_is_reported_not_handed_back(
