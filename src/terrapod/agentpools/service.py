@@ -126,7 +126,7 @@ def _authorize_read(principal: Principal, org: Organization) -> None:
 
 
 def _authorize_manage(principal: Principal, org: Organization) -> None:
-    authorize(principal, Action.ORG_MANAGE_AGENT_POOLS, organization_id=org.id, what="agent pool")
+    authorize(principal, Action.ORG_MANAGE_AGENT_POOLS, organization_id=org.id, what="organization")
 
 
 def _validate_name(value: Any) -> str:
