@@ -247,6 +247,23 @@ async def test_revoked_agent_token_refuses_its_agents_at_their_next_call(
     assert rejoin.status_code == 401
 
 
+async def test_revoking_the_agent_token_or_deleting_the_pool_through_the_api_stops_agents(
+    app: FastAPI, admin: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    pool = await make_pool(app, "revoked")
+    agent = await join(anon, pool)
+    r = await admin.delete(f"/api/v2/authentication-tokens/{pool.token_id}")
+    assert r.status_code == 204, r.text
+    hb = await anon.post(f"/api/v2/listeners/{agent.agent_id}/heartbeat", headers=agent.auth)
+    assert hb.status_code == 401
+    gone = await make_pool(app, "deleted")
+    other = await join(anon, gone)
+    r = await admin.delete(f"/api/v2/agent-pools/{gone.id}")
+    assert r.status_code == 204, r.text
+    nxt = await anon.get(f"/api/v2/listeners/{other.agent_id}/runs/next", headers=other.auth)
+    assert nxt.status_code == 401
+
+
 async def test_expired_credential_is_refused(app: FastAPI, anon: httpx.AsyncClient) -> None:
     agent = await join(anon, await make_pool(app))
     async with write_transaction(app.state.sessionmaker) as session:
@@ -719,6 +736,54 @@ async def test_run_token_reaches_only_its_own_workspaces_state(
     assert (await finish(anon, ticket)).status_code == 200
     gone = await anon.get(f"/api/v2/workspaces/{ws}/current-state-version", headers=token)
     assert gone.status_code == 401
+
+
+async def test_expired_run_token_is_refused(
+    app: FastAPI, admin: httpx.AsyncClient, anon: httpx.AsyncClient, agent: Joined, ws: str
+) -> None:
+    await create_run(admin, ws)
+    ticket = await next_job(anon, agent)
+    assert ticket is not None
+    async with write_transaction(app.state.sessionmaker) as session:
+        await session.execute(
+            update(Token)
+            .where(Token.token_hash == hash_token(ticket["run_token"]))
+            .values(expired_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    r = await anon.post(job_path(ticket) + "/logs", content=b"x", headers=run_auth(ticket))
+    assert r.status_code == 401
+    r = await anon.get(f"/api/v2/workspaces/{ws}", headers=run_auth(ticket))
+    assert r.status_code == 401
+
+
+async def test_force_cancel_ends_the_job_and_its_report_is_still_accepted(
+    app: FastAPI,
+    admin: httpx.AsyncClient,
+    anon: httpx.AsyncClient,
+    agent: Joined,
+    ws: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app.state.settings.runs, "force_cancel_cooloff_seconds", 0)
+    run = await create_run(admin, ws)
+    ticket = await next_job(anon, agent)
+    assert ticket is not None
+    assert (
+        await admin.post(f"/api/v2/runs/{run['id']}/actions/cancel", json={})
+    ).status_code == 202
+    r = await admin.post(f"/api/v2/runs/{run['id']}/actions/force-cancel", json={})
+    assert r.status_code == 202, r.text
+    assert await status_of(admin, run["id"]) == "force_canceled"
+    hb = await anon.post(job_path(ticket) + "/heartbeat", headers=run_auth(ticket))
+    assert hb.status_code == 409
+    state = await anon.get(
+        f"/api/v2/workspaces/{ws}/current-state-version", headers=run_auth(ticket)
+    )
+    assert state.status_code == 401
+    late = await finish(anon, ticket, "canceled")
+    assert late.status_code == 200, late.text
+    assert late.json()["status"] == "canceled"
+    assert late.json()["run_status"] == "force_canceled"
 
 
 async def test_next_job_hands_out_the_current_state(
