@@ -24,10 +24,12 @@ The contract, for every executor:
    jobs it gives up (a plan changes nothing, so it is stopped at once rather than waited
    for); ``execute`` must then stop the job and return soon, and unless the job had
    finished, the loop reports ``handed_back`` instead of its result (the job is queued again
-   for another agent). An executor whose jobs run outside the agent process may leave them
-   running instead and return ``None`` when they end. On a second signal the loop sets
-   ``control.cancel`` on every job (the engine gets SIGINT and still saves state), and
-   ``control.force`` on a third.
+   for another agent). On a second signal the loop sets ``control.cancel`` on every job (the
+   engine gets SIGINT and still saves state), and ``control.force`` on a third.
+   An executor whose jobs do not need the agent process (a pod reports its own end) sets the
+   class attribute ``jobs_outlive_agent = True``: at the first signal the loop then sets
+   ``control.cancel`` on every job instead, and ``execute`` returns ``None`` at once, leaving
+   the job to run and report by itself.
 4. It never logs the run token, a variable's value or a signed URL's token.
 """
 

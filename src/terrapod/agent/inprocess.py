@@ -36,7 +36,8 @@ _PAUSE_SECONDS = 1.0
 
 class InProcessExecutor:
     """Runs claimed jobs with :func:`terrapod.runner.execute.execute` (see
-    :mod:`terrapod.agent.executor` for the contract)."""
+    :mod:`terrapod.agent.executor` for the contract). Its engines are children of the agent
+    process, so they end with it: at shutdown the loop hands their plans back."""
 
     def __init__(
         self,
@@ -50,6 +51,8 @@ class InProcessExecutor:
         self.workdir_root = workdir_root
         self._engines = engines
         self._heartbeat_wait = heartbeat_wait
+
+    jobs_outlive_agent = False
 
     async def execute(self, ticket: JobTicket, control: JobControl) -> JobResult:
         job = self._job_client(ticket)

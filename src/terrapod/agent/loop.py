@@ -88,8 +88,11 @@ class Agent:
         if self._stop_requests == 1:
             log.info("stopping: no new jobs; plan jobs are handed back, applies finish")
             self._stopping.set()
+            outlive = getattr(self.executor, "jobs_outlive_agent", False)
             for running in self._running.values():
-                if running.ticket.phase == "plan":
+                if outlive:
+                    running.control.cancel.set()  # the executor lets go; the job runs on
+                elif running.ticket.phase == "plan":
                     # A plan changes nothing: stop it now, another agent plans it again.
                     running.handing_back = True
                     running.control.force.set()
@@ -179,7 +182,8 @@ class Agent:
 
     def _start(self, ticket: JobTicket) -> None:
         running = _Running(ticket, JobControl())
-        if self._stopping.is_set() and ticket.phase == "plan":
+        outlive = getattr(self.executor, "jobs_outlive_agent", False)
+        if self._stopping.is_set() and ticket.phase == "plan" and not outlive:
             # Claimed by a long poll that was answered after the stop request.
             running.handing_back = True
             running.control.force.set()

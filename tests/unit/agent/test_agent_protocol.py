@@ -476,3 +476,27 @@ async def test_forgetting_a_run_discards_what_the_executor_kept_unless_it_runs(
     loop.forget_run(job.run_id)
     loop.forget_run("run-other")
     assert executor.discarded == ["run-other"]
+
+
+async def test_jobs_that_outlive_the_agent_are_let_go_at_the_first_stop(
+    server: FakeServer, http: httpx.AsyncClient
+) -> None:
+    class Pods(_Executor):
+        """Like the Kubernetes executor: the jobs report their own end."""
+
+        jobs_outlive_agent = True
+
+        async def execute(self, ticket: JobTicket, control: JobControl) -> JobResult | None:
+            await super().execute(ticket, control)
+            return None
+
+    executor = Pods()
+    loop = Agent(listener_for(http), executor, concurrency=2, poll_wait=1)
+    task = asyncio.create_task(loop.run())
+    plan, apply = server.queue_job("plan"), server.queue_job("apply")
+    await started(executor, plan, apply)
+    loop.request_stop()
+    await task
+    assert plan.ends == apply.ends == []
+    assert executor.controls[plan.job_id].cancel.is_set()
+    assert not executor.controls[plan.job_id].force.is_set()
