@@ -833,3 +833,24 @@ async def test_stale_job_fails_with_the_reason_in_its_log_and_the_next_run_start
     assert r.status_code == 409
     nxt = await next_job(anon, agent)
     assert nxt is not None and nxt["run_id"] == second["id"]
+
+
+async def test_a_job_whose_variables_cannot_be_read_ends_errored_with_the_reason(
+    admin: httpx.AsyncClient,
+    anon: httpx.AsyncClient,
+    agent: Joined,
+    ws: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from terrapod.errors import Invalid
+
+    async def undecryptable(*_: Any) -> Any:
+        raise Invalid("the sensitive variable 'token' cannot be decrypted")
+
+    monkeypatch.setattr(listeners, "values_for_run", undecryptable)
+    run = await create_run(admin, ws)
+    assert await next_job(anon, agent) is None  # claimed, failed, and nothing else queued
+    assert await status_of(admin, run["id"]) == "errored"
+    log = await plan_log(admin, run["id"])
+    assert b"'token' cannot be decrypted" in log
+    assert log.startswith(b"\x02") and log.endswith(b"\x03")

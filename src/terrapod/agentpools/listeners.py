@@ -424,6 +424,13 @@ class Listeners:
                     variables = await values_for_run(session, self._box, claimed.workspace.id)
             except DomainError as exc:
                 # The job is claimed: end it with the reason rather than leave it claimed.
+                # (The detail names a variable, never its value.)
+                log.warning(
+                    "a claimed job could not get its variables",
+                    job=claimed.job.id,
+                    run=claimed.run.id,
+                    reason=exc.detail,
+                )
                 await self._fail_claimed(claimed, agent_id, exc.detail)
                 continue
             spec = _spec(claimed, variables, self._settings)
