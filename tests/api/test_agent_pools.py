@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from terrapod.agentpools import service as agentpools
 from terrapod.agentpools.models import Agent
@@ -23,8 +23,9 @@ from terrapod.auth.models import Token
 from terrapod.db.base import utcnow
 from terrapod.db.engine import WRITE_OPTION
 from terrapod.db.ids import new_id
+from terrapod.runs.models import Job
 from tests.factories import Actor, make_org, make_user
-from tests.runs_support import make_workspace
+from tests.runs_support import create_run, make_workspace, upload_configuration
 
 POOLS = "/api/v2/organizations/default/agent-pools"
 
@@ -540,3 +541,60 @@ async def test_pool_gauges_reach_metrics(app: FastAPI, admin: httpx.AsyncClient)
         'pool_name="metered"} 4.0'
     ) in text
     assert 'terrapod_agent_pool_agents_online{organization="",pool="builtin"' in text
+
+
+async def test_deleting_the_organization_takes_its_pools_along(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    org = await make_org(app)
+    r = await admin.post(f"/api/v2/organizations/{org}/agent-pools", json=pool_body("p"))
+    pool_id = r.json()["data"]["id"]
+    r = await admin.post(f"/api/v2/agent-pools/{pool_id}/authentication-tokens", json=token_body())
+    token_id = r.json()["data"]["id"]
+    await add_agent(app, pool_id, "host-1")
+    r = await admin.post(
+        f"/api/v2/organizations/{org}/workspaces",
+        json={
+            "data": {
+                "type": "workspaces",
+                "attributes": {"name": "w", "execution-mode": "agent", "agent-pool-id": pool_id},
+            }
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert (await admin.delete(f"/api/v2/organizations/{org}")).status_code == 204
+    assert (await admin.get(f"/api/v2/agent-pools/{pool_id}")).status_code == 404
+    assert (await admin.get(f"/api/v2/authentication-tokens/{token_id}")).status_code == 404
+
+
+async def test_running_and_queued_jobs_are_counted_per_agent_and_pool(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    pool = await make_pool(admin, "busy")
+    agent_id = await add_agent(app, pool["id"], "host-1", status="busy", capacity=2)
+    runs = []
+    for name in ("w1", "w2"):
+        ws = await make_workspace(admin, name)
+        await upload_configuration(admin, ws)
+        runs.append((await create_run(admin, ws))["id"])
+    # The listener protocol assigns jobs to pools and agents; here the rows are set directly,
+    # one job running on the agent and one waiting in the pool.
+    async with app.state.sessionmaker() as session:
+        await session.connection(execution_options={WRITE_OPTION: True})
+        await session.execute(
+            update(Job)
+            .where(Job.run_id == runs[0])
+            .values(pool_id=pool["id"], agent_id=agent_id, status="running")
+        )
+        await session.execute(
+            update(Job).where(Job.run_id == runs[1]).values(pool_id=pool["id"], status="queued")
+        )
+        await session.commit()
+    agent = (await admin.get(f"/api/v2/agents/{agent_id}")).json()["data"]["attributes"]
+    assert (agent["status"], agent["active-runs"]) == ("busy", 1)
+    attrs = (await admin.get(f"/api/v2/agent-pools/{pool['id']}")).json()["data"]["attributes"]
+    assert attrs["active-runs"] == 1
+    async with app.state.sessionmaker() as session:
+        rows = await agentpools.gauges(session, agentpools.heartbeat_cutoff(60))
+    numbers = next(r for r in rows if r.pool == pool["id"])
+    assert (numbers.active_jobs, numbers.queued_jobs, numbers.capacity) == (1, 1, 2)
