@@ -92,9 +92,10 @@ class JobDirectory:
 def write_backend_override(module: Path, state_path: Path) -> None:
     """Point the configuration at a local state file, whatever backend or ``cloud`` block
     it declares (or none): an override file's backend replaces the configuration's."""
-    text = (
-        f'terraform {{\n  backend "local" {{\n    path = {hcl_string(str(state_path))}\n  }}\n}}\n'
-    )
+    # Relative to the module: the plan file records the backend's path, and an apply on
+    # another agent (another work dir) must write its own state file, not the planner's.
+    relative = os.path.relpath(state_path.resolve(), module)
+    text = f'terraform {{\n  backend "local" {{\n    path = {hcl_string(relative)}\n  }}\n}}\n'
     _write_private(module / OVERRIDE_FILE, text.encode())
 
 
