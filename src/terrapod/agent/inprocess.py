@@ -29,6 +29,10 @@ from terrapod.runner.spec import JobControl, JobResult
 
 log = get_logger("terrapod.agent")
 
+# A planned run's directory is kept for its apply on this agent; one whose apply has not come
+# for this long (discarded, applied elsewhere, never confirmed) is removed at the next job.
+# An apply that comes later still works: it prepares a new directory.
+KEEP_PLAN_SECONDS = 6 * 3600
 # After the server answered "cancel" (it answers it at once from then on), or failed a
 # heartbeat: the pause before the next one, so a pending cancel does not spin the loop.
 _PAUSE_SECONDS = 1.0
@@ -51,22 +55,29 @@ class InProcessExecutor:
         self.workdir_root = workdir_root
         self._engines = engines
         self._heartbeat_wait = heartbeat_wait
+        self._kept: dict[str, float] = {}
+        """Run id -> when its plan left its directory behind."""
 
     jobs_outlive_agent = False
 
     async def execute(self, ticket: JobTicket, control: JobControl) -> JobResult:
+        self._discard_stale(time.monotonic())
         job = self._job_client(ticket)
         alive = asyncio.create_task(
             self._keep_alive(job, control), name=f"job heartbeat {ticket.job_id}"
         )
+        self._kept.pop(ticket.run_id, None)
         try:
-            return await execute(
+            result = await execute(
                 ticket.spec,
                 HttpJobIO(job, control),
                 control,
                 workdir_root=self.workdir_root,
                 engines=self._engines,
             )
+            if ticket.phase == "plan" and result.outcome == "finished":
+                self._kept[ticket.run_id] = time.monotonic()
+            return result
         finally:
             alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,7 +105,13 @@ class InProcessExecutor:
                 await asyncio.sleep(_PAUSE_SECONDS)
 
     def discard(self, run_id: str) -> None:
+        self._kept.pop(run_id, None)
         discard_workdir(self.workdir_root, run_id)
+
+    def _discard_stale(self, now: float) -> None:
+        for run_id, kept_at in list(self._kept.items()):
+            if now - kept_at > KEEP_PLAN_SECONDS:
+                self.discard(run_id)
 
     async def aclose(self) -> None:
         return None

@@ -500,3 +500,30 @@ async def test_jobs_that_outlive_the_agent_are_let_go_at_the_first_stop(
     assert plan.ends == apply.ends == []
     assert executor.controls[plan.job_id].cancel.is_set()
     assert not executor.controls[plan.job_id].force.is_set()
+
+
+async def test_a_plan_directory_whose_apply_never_came_is_removed_later(
+    server: FakeServer,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    async def finished(*_: object, **__: object) -> JobResult:
+        return JobResult(outcome="finished", has_changes=True)
+
+    discarded: list[str] = []
+    monkeypatch.setattr("terrapod.agent.inprocess.execute", finished)
+    monkeypatch.setattr(
+        "terrapod.agent.inprocess.discard_workdir", lambda _root, run_id: discarded.append(run_id)
+    )
+    listener = listener_for(http)
+    executor = InProcessExecutor(listener.job, workdir_root=tmp_path, engines=EngineResolver())
+    planned = server.queue_job("plan")
+    await executor.execute(await claim(listener), JobControl())
+    server.queue_job("plan")
+    await executor.execute(await claim(listener), JobControl())
+    assert discarded == []  # kept for its apply
+    monkeypatch.setattr("terrapod.agent.inprocess.KEEP_PLAN_SECONDS", -1)
+    server.queue_job("apply")
+    await executor.execute(await claim(listener), JobControl())
+    assert planned.run_id in discarded
