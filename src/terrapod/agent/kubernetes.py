@@ -470,11 +470,14 @@ class KubernetesExecutor:
             try:
                 verdict = await job.heartbeat(self._options.heartbeat_wait_seconds)
             except JobGone:
-                watch.gone.set()
+                if not started.is_set():
+                    watch.gone.set()
                 return
             except ProtocolError as exc:
                 log.warning("job heartbeat refused", job=ticket.job_id, status=exc.status)
                 verdict = "refused"
+            if started.is_set():
+                return  # the pod's heartbeat speaks for the job now
             if verdict == "force":
                 control.force.set()
                 return
@@ -516,22 +519,24 @@ class KubernetesExecutor:
             return None
         if ended == "Failed":
             return await self._failure(watch.ticket, name, job)
-        if watch.gone.is_set():
-            # The server ended the job (force-cancel, timeout) or the pod reported its end
-            # between two looks: either way nothing is left to report.
-            await self._delete_job(name, propagation="Foreground", grace_seconds=0)
-            return None
         if not watch.started.is_set():
             return await self._check_start(watch)
         return _State.RUNNING
 
-    async def _check_start(self, watch: _Watch) -> JobResult | _State:
+    async def _check_start(self, watch: _Watch) -> JobResult | _State | None:
         """Before the pod runs: give up on one stuck in an image or config error."""
-        stuck = await self._pod_cannot_start(watch.name)
+        running, stuck = await self._pod_start(watch.name)
+        if running:
+            # It runs (or ran and ended between two looks: the Job's status will say).
+            watch.started.set()
+            return _State.RUNNING
+        if watch.gone.is_set():
+            # The server ended the job (force-cancel, timeout) before the pod ran: it must
+            # not run now, and nothing is left to report.
+            await self._delete_job(watch.name, propagation="Foreground", grace_seconds=0)
+            return None
         if stuck is None:
             watch.stuck_since = None
-            if await self._pod_running(watch.name):
-                watch.started.set()
             return _State.RUNNING
         now = time.monotonic()
         watch.stuck_since = watch.stuck_since or now
@@ -551,26 +556,22 @@ class KubernetesExecutor:
         )
         return list(found.items or [])
 
-    async def _pod_cannot_start(self, name: str) -> str | None:
-        """``"ImagePullBackOff: <message>"`` when the pod is stuck before it could start."""
-        with contextlib.suppress(KubernetesError):
-            for pod in await self._pods(name):
-                for status in (pod.status and pod.status.container_statuses) or []:
-                    waiting = status.state and status.state.waiting
-                    if waiting is not None and waiting.reason in _CANNOT_START:
-                        return f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
-        return None
-
-    async def _pod_running(self, name: str) -> bool:
-        with contextlib.suppress(KubernetesError):
-            for pod in await self._pods(name):
-                if pod.status is not None and pod.status.phase in (
-                    "Running",
-                    "Succeeded",
-                    "Failed",
-                ):
-                    return True
-        return False
+    async def _pod_start(self, name: str) -> tuple[bool, str | None]:
+        """Whether the Job's pod runs (or ran), and why it cannot start when it is stuck
+        (``"ImagePullBackOff: <message>"``)."""
+        try:
+            pods = await self._pods(name)
+        except KubernetesError:
+            return False, None
+        for pod in pods:
+            if pod.status is not None and pod.status.phase in ("Running", "Succeeded", "Failed"):
+                return True, None
+        for pod in pods:
+            for status in (pod.status and pod.status.container_statuses) or []:
+                waiting = status.state and status.state.waiting
+                if waiting is not None and waiting.reason in _CANNOT_START:
+                    return False, f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
+        return False, None
 
     async def _failure(self, ticket: JobTicket, name: str, job: Any) -> JobResult:
         """The Job failed: its pod died without reporting. Say why, with the log's tail."""
