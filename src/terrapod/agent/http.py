@@ -602,6 +602,8 @@ class HttpJobIO:
         await self._job.persist_state(raw)
 
     async def store_plan(self, plan_file: Path, plan_json: bytes, redacted_json: bytes) -> None:
-        await self._job.upload("plan_file_upload", plan_file)
-        await self._job.upload("plan_json_upload", plan_json)
-        await self._job.upload("plan_json_redacted_upload", redacted_json)
+        await asyncio.gather(
+            self._job.upload("plan_file_upload", plan_file),
+            self._job.upload("plan_json_upload", plan_json),
+            self._job.upload("plan_json_redacted_upload", redacted_json),
+        )
