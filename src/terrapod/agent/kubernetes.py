@@ -23,9 +23,10 @@ whatever the outcome, so a Job that succeeded needs no report (``None``).
 
 The official client is synchronous; every call runs in a worker thread
 (:func:`asyncio.to_thread`) with a request timeout, so the agent's event loop never blocks.
-When the agent stops (``control.cancel``, set by the loop at shutdown, or the ``execute``
-task cancelled) it leaves its Jobs running and returns ``None`` at once: each pod finishes and
-reports by itself, and ``ttlSecondsAfterFinished`` removes the Job and, through the owner
+When the agent stops (``control.cancel``, set by the loop at its first stop request since
+``jobs_outlive_agent`` is true, or the ``execute`` task cancelled) it leaves its Jobs running
+and returns ``None`` at once: each pod finishes and reports by itself, and
+``ttlSecondsAfterFinished`` removes the Job and, through the owner
 reference, its Secret. A rolling update of the agent's Deployment disturbs no job.
 """
 
@@ -373,6 +374,10 @@ def build_manifests(ticket: JobTicket, options: KubernetesOptions, suffix: str) 
 
 class KubernetesExecutor:
     """Runs each job as a Kubernetes Job (see the module's docstring)."""
+
+    jobs_outlive_agent = True
+    """At the agent's first stop the loop sets ``control.cancel`` on every job, and
+    ``execute`` lets go at once (``terrapod.agent.executor``, point 3)."""
 
     def __init__(
         self,

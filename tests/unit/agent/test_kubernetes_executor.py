@@ -13,17 +13,18 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from terrapod.agent.http import Backoff, JobClient
+from terrapod.agent.http import Backoff, JobClient, ListenerClient, token_joiner
 from terrapod.agent.kubernetes import (
     TICKET_PATH,
     KubernetesExecutor,
     KubernetesOptions,
     build_manifests,
 )
+from terrapod.agent.loop import Agent
 from terrapod.agent.ticket import JobTicket
 from terrapod.runner.spec import JobControl, JobSpec, Variable
 from tests.unit.agent.fake_k8s import FakeImage, FakeKubernetes, _Response
-from tests.unit.agent.fakeserver import BASE_URL, FakeJob, FakeServer
+from tests.unit.agent.fakeserver import AGENT_TOKEN, BASE_URL, FakeJob, FakeServer
 
 NS = "terrapod-jobs"
 RUN_TOKEN = "tpod.run-token-that-must-stay-secret-0123456789"
@@ -477,3 +478,27 @@ async def test_a_job_the_server_ended_before_its_pod_ran_is_removed(
         result = await task
     assert result is None  # nothing left to report
     assert fake.jobs == {} and fake.secrets == {}
+
+
+async def test_an_agent_that_stops_leaves_its_jobs_running_and_hands_nothing_back(
+    fake: FakeKubernetes,
+) -> None:
+    """The whole agent: SIGTERM lets go of a running plan's Job at once; its pod carries on."""
+    server = FakeServer()
+    job = server.queue_job()
+    async with server.client() as http:
+        listener = ListenerClient(http, token_joiner(http, AGENT_TOKEN, name="k8s", capacity=1))
+        kube = KubernetesExecutor(
+            fake.api_client(), options("test/sleeps"), listener.job, name_suffix=lambda: "abcde"
+        )
+        agent = Agent(listener, kube, concurrency=1, poll_wait=0.1)
+        running = asyncio.create_task(agent.run())
+        await asyncio.to_thread(
+            fake.wait_for,
+            lambda: any(p.obj["status"]["phase"] == "Running" for p in fake.pods.values()),
+        )
+        agent.request_stop()
+        await asyncio.wait_for(running, 30)
+    assert job.ends == []  # neither handed back nor ended: the pod will report
+    assert fake.deleted == []
+    assert list(fake.jobs) == [(NS, "terrapod-plan-1-abcde")]
