@@ -659,16 +659,26 @@ async def test_run_token_reaches_only_its_own_workspaces_state(
         json=statefiles.create_body(other_state, 1, lineage="other"),
     )
     assert r.status_code == 201, r.text
-    run = await create_run(admin, ws)
+    run = await create_run(admin, ws, **{"auto-apply": True})
+    plan = await next_job(anon, agent)
+    assert plan is not None
+    raw = statefiles.state(1)
+    body = statefiles.create_body(raw, 1)
+    body["data"]["relationships"] = {"run": {"data": {"type": "runs", "id": run["id"]}}}
+    # a plan never writes state: its token may not (the run holds the workspace all the same)
+    refused = await anon.post(
+        f"/api/v2/workspaces/{ws}/state-versions",
+        json=body,
+        headers={**run_auth(plan), "Content-Type": "application/vnd.api+json"},
+    )
+    assert refused.status_code == 403, refused.text
+    assert (await finish(anon, plan)).status_code == 200
     ticket = await next_job(anon, agent)
-    assert ticket is not None
+    assert ticket is not None and ticket["phase"] == "apply"
     token = {
         "Authorization": f"Bearer {ticket['run_token']}",
         "Content-Type": "application/vnd.api+json",
     }
-    raw = statefiles.state(1)
-    body = statefiles.create_body(raw, 1)
-    body["data"]["relationships"] = {"run": {"data": {"type": "runs", "id": run["id"]}}}
     created = await anon.post(f"/api/v2/workspaces/{ws}/state-versions", json=body, headers=token)
     assert created.status_code == 201, created.text
     # the same state again (a retry after a lost answer) is that version, not a conflict

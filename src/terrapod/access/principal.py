@@ -30,8 +30,10 @@ class Principal:
     # built-in agent's system principal that persists state for a run).
     run_id: str | None = None
     workspace_id: str | None = None
-    # For run tokens: the one job (jobs.id) the token was minted for.
+    # For run tokens: the one job (jobs.id) the token was minted for, and its phase
+    # ("plan" | "apply"): only an apply's token may write state.
     job_id: str | None = None
+    job_phase: str | None = None
 
     @property
     def is_user(self) -> bool:

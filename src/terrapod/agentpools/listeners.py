@@ -414,6 +414,7 @@ class Listeners:
                     session,
                     run_id=claimed.run.id,
                     job_id=claimed.job.id,
+                    phase=claimed.job.phase,
                     workspace_id=claimed.workspace.id,
                     organization_id=claimed.organization.id,
                     lifetime=self._token_lifetime(),

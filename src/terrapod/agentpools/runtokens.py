@@ -1,10 +1,11 @@
 """Run tokens: the credential of one running job (docs/dev/agents.md, "Tables").
 
 A run token is an ``auth_tokens`` row of kind ``run`` minted when an agent claims a job. It
-carries the run, its workspace and organization, and, in ``description``, the job id it was
-minted for: the listener's job routes accept it for that job only, and the ordinary API
-resolves it to a ``run`` principal that the permission layer limits to its own workspace's
-state (``RUN_TOKEN_ACTIONS``). It expires after the job timeout plus a margin.
+carries the run, its workspace and organization, and, in ``description``, the job id and
+phase it was minted for (``"job-… plan"``): the listener's job routes accept it for that job
+only, and the ordinary API resolves it to a ``run`` principal that the permission layer limits
+to its own workspace's state (``RUN_TOKEN_ACTIONS``); only an apply's token may create state
+versions (a plan never writes state). It expires after the job timeout plus a margin.
 
 When the job ends (finished, errored, canceled, handed back, failed by the sweep, or its run
 ended by a person) :func:`terrapod.runs.queue.retire_run_tokens` turns it into kind
@@ -51,6 +52,7 @@ async def mint(
     *,
     run_id: str,
     job_id: str,
+    phase: str,
     workspace_id: str,
     organization_id: str,
     lifetime: timedelta,
@@ -65,7 +67,7 @@ async def mint(
         organization_id=organization_id,
         run_id=run_id,
         workspace_id=workspace_id,
-        description=job_id,
+        description=f"{job_id} {phase}",
         expired_at=expires,
     )
     session.add(token)
@@ -86,14 +88,15 @@ async def lookup(session: AsyncSession, plaintext: str) -> JobToken | None:
     ).scalar_one_or_none()
     if token is None or token.run_id is None or token.workspace_id is None:
         return None
-    if token.description is None:
+    job_id = (token.description or "").partition(" ")[0]
+    if not job_id:
         return None
     if token.expired_at is not None and token.expired_at <= datetime.now(UTC):
         return None
     return JobToken(
         token_id=token.id,
         run_id=token.run_id,
-        job_id=token.description,
+        job_id=job_id,
         workspace_id=token.workspace_id,
         retired=token.kind == RETIRED_RUN_TOKEN_KIND,
     )

@@ -23,7 +23,8 @@ KIND_ORGANIZATION = "organization"
 # An agent token (terrapod.agentpools): joins agents to its pool (``agent_pool_id``; its
 # ``organization_id`` is the pool's). Never an API credential: resolve() ignores it.
 KIND_AGENT_POOL = "agent-pool"
-# A running job's credential (terrapod.agentpools.runtokens); ``description`` holds its job id.
+# A running job's credential (terrapod.agentpools.runtokens); ``description`` holds its job id
+# and phase ("job-… plan").
 KIND_RUN = "run"
 
 
@@ -291,8 +292,9 @@ class TokenService:
 def _run_principal(token: Token) -> Principal | None:
     """A run token's principal: its run, workspace and job (terrapod.agentpools.runtokens);
     the permission layer limits it to that workspace's state."""
-    if token.run_id is None or token.workspace_id is None:
+    if token.run_id is None or token.workspace_id is None or not token.description:
         return None
+    job_id, _, phase = token.description.partition(" ")
     return Principal(
         kind="run",
         token_id=token.id,
@@ -300,7 +302,8 @@ def _run_principal(token: Token) -> Principal | None:
         organization_id=token.organization_id,
         run_id=token.run_id,
         workspace_id=token.workspace_id,
-        job_id=token.description,
+        job_id=job_id,
+        job_phase=phase or None,
         expires_at=token.expired_at,
     )
 

@@ -145,7 +145,8 @@ async def retire_run_tokens(
     reaching the API at once. See terrapod.agentpools.runtokens."""
     conditions = [Token.run_id == run_id, Token.kind == RUN_TOKEN_KIND]
     if job_id is not None:
-        conditions.append(Token.description == job_id)
+        # A run token's description is its job id, a space and its phase (see runtokens).
+        conditions.append(Token.description.startswith(f"{job_id} ", autoescape=True))
     await session.execute(
         sql_update(Token)
         .where(*conditions)

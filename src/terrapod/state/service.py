@@ -28,7 +28,7 @@ from terrapod.access.principal import Principal
 from terrapod.crypto import SecretBox
 from terrapod.db.hooks import Hook, after_commit
 from terrapod.db.ids import looks_like_id, new_id
-from terrapod.errors import Conflict, Invalid, NotFound, Unavailable
+from terrapod.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from terrapod.organizations.models import Organization
 from terrapod.state.models import (
     DISCARDED,
@@ -267,6 +267,10 @@ async def create(
         workspace_id=ws.id,
         what="workspace",
     )
+    if principal.kind == "run" and principal.job_phase != "apply":
+        # Only an apply persists state; a plan's token (in a pod running untrusted
+        # configuration, perhaps a pull request's speculative plan) must not.
+        raise Forbidden("a plan's run token may read this workspace's state but not write it")
     if not workspaces.holds_lock(principal, ws):
         raise Conflict("the workspace must be locked by you before you create a state version")
     if req.serial < 0:
