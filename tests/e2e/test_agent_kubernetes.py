@@ -12,16 +12,19 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.agents_harness import Api, wait_until
 from tests.e2e.harness import TERRAPOD_BIN, ServerInfo, log_tail
-from tests.unit.agent.fake_k8s import FakeKubernetes
+from tests.unit.agent.fake_k8s import FakeImage, FakeKubernetes
 
 NS = "terrapod-jobs"
+FINAL = ("applied", "errored", "canceled", "force_canceled", "planned_and_finished")
 CONFIG = """
 resource "terraform_data" "hello" {
   input = "from a kubernetes job"
@@ -53,49 +56,74 @@ def kubeconfig(path: Path, url: str) -> Path:
     return path
 
 
+@contextmanager
+def kubernetes_agent(
+    server: ServerInfo, cluster: FakeKubernetes, tmp_path: Path, token: str, image: str
+) -> Iterator[Path]:
+    """A ``terrapod agent --executor kubernetes`` process; yields its log's path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAPOD_", "TF_"))}
+    env["TERRAPOD_AGENT_TOKEN"] = token
+    agent_log = tmp_path / "agent.log"
+    command = [
+        str(TERRAPOD_BIN), "agent",
+        "--url", server.url,
+        "--ca-file", str(server.ca_cert),
+        "--name", "k8s-agent",
+        "--executor", "kubernetes",
+        "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", cluster.url)),
+        "--namespace", NS,
+        "--image", image,
+        "--ca-configmap", "terrapod-ca",
+        "--log-format", "console",
+    ]  # fmt: skip
+    with agent_log.open("wb") as out:
+        agent = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield agent_log
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
+
+def describer(api: Api, run: str, cluster: FakeKubernetes, agent_log: Path) -> Callable[[], str]:
+    def describe() -> str:
+        pods = [log_tail(p.log_path) for p in cluster.pods.values() if p.log_path]
+        return (
+            f"run: {api.run(run)}\nagent:\n{log_tail(agent_log)}\n"
+            f"jobs: {list(cluster.jobs)} exits: {cluster.exits}\n"
+            f"deleted: {cluster.deleted}\npods:\n" + "\n".join(pods)
+        )
+
+    return describe
+
+
+def pool_workspace(api: Api) -> tuple[str, str, str]:
+    """(workspace id, configuration version id, agent token) in a new organization."""
+    org = f"k8s-{secrets.token_hex(4)}"
+    api.create_organization(org)
+    pool = api.create_pool(org, "kubernetes")
+    _, token = api.create_agent_token(pool)
+    workspace = api.create_workspace(org, "hello", pool_id=pool, terraform_version="1.15.5")
+    cv = api.upload_configuration(workspace, {"main.tf": CONFIG})
+    return workspace, cv, token
+
+
 def test_a_run_plans_and_applies_in_kubernetes_jobs(
     server: ServerInfo, cluster: FakeKubernetes, tmp_path: Path
 ) -> None:
-    org = f"k8s-{secrets.token_hex(4)}"
     with Api(server.url, server.ca_cert, server.admin_token) as api:
-        api.create_organization(org)
-        pool = api.create_pool(org, "kubernetes")
-        _, token = api.create_agent_token(pool)
-        workspace = api.create_workspace(org, "hello", pool_id=pool, terraform_version="1.15.5")
-        cv = api.upload_configuration(workspace, {"main.tf": CONFIG})
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAPOD_", "TF_"))}
-        env["TERRAPOD_AGENT_TOKEN"] = token
-        agent_log = tmp_path / "agent.log"
-        command = [
-            str(TERRAPOD_BIN), "agent",
-            "--url", server.url,
-            "--ca-file", str(server.ca_cert),
-            "--name", "k8s-agent",
-            "--executor", "kubernetes",
-            "--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", cluster.url)),
-            "--namespace", NS,
-            "--image", "terrapod:e2e",
-            "--ca-configmap", "terrapod-ca",
-            "--log-format", "console",
-        ]  # fmt: skip
-        with agent_log.open("wb") as out:
-            agent = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        try:
+        workspace, cv, token = pool_workspace(api)
+        with kubernetes_agent(server, cluster, tmp_path, token, "terrapod:e2e") as agent_log:
             run = api.create_run(workspace, cv, auto_apply=True)
-
-            def describe() -> str:
-                pods = [log_tail(p.log_path) for p in cluster.pods.values() if p.log_path]
-                return (
-                    f"run: {api.run(run)}\nagent:\n{log_tail(agent_log)}\n"
-                    f"jobs: {list(cluster.jobs)} exits: {cluster.exits}\n"
-                    f"deleted: {cluster.deleted}\npods:\n" + "\n".join(pods)
-                )
-
+            describe = describer(api, run, cluster, agent_log)
             status = wait_until(
-                lambda: (s := api.run_status(run)) in ("applied", "errored", "canceled") and s,
+                lambda: (s := api.run_status(run)) in FINAL and s,
                 timeout=240,
                 what="the run applied through Kubernetes jobs",
                 describe=describe,
@@ -126,10 +154,31 @@ def test_a_run_plans_and_applies_in_kubernetes_jobs(
             for request in cluster.requests:
                 if request.method == "POST" and request.path.endswith("/jobs"):
                     assert "tpod." not in str(request.body)
-        finally:
-            agent.terminate()
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+
+
+def test_a_pod_that_dies_unreported_errors_the_run_with_its_reason(
+    server: ServerInfo, cluster: FakeKubernetes, tmp_path: Path
+) -> None:
+    crash = "import sys; print('fatal: out of disk space', flush=True); sys.exit(3)"
+    cluster.images["terrapod:broken"] = FakeImage(run=lambda _: [sys.executable, "-c", crash])
+    with Api(server.url, server.ca_cert, server.admin_token) as api:
+        workspace, cv, token = pool_workspace(api)
+        with kubernetes_agent(server, cluster, tmp_path, token, "terrapod:broken") as agent_log:
+            run = api.create_run(workspace, cv, auto_apply=True)
+            describe = describer(api, run, cluster, agent_log)
+            status = wait_until(
+                lambda: (s := api.run_status(run)) in FINAL and s,
+                timeout=120,
+                what="the run ended",
+                describe=describe,
+            )
+            assert status == "errored", describe()
+            plan_log = api.phase_log("plans", api.run(run)["plan-id"])
+            assert "ended without reporting: Error (exit code 3)" in plan_log, plan_log
+            assert "fatal: out of disk space" in plan_log
+            wait_until(
+                lambda: not cluster.jobs and not cluster.secrets,
+                timeout=30,
+                what="the agent deleted the Job and the Secret",
+                describe=describe,
+            )

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import urllib3
 from kubernetes import client, config  # type: ignore[import-untyped]
 from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
@@ -89,6 +90,8 @@ _NAME_ALPHABET = string.ascii_lowercase + string.digits
 # After the server answered a plain cancel (it answers it at once from then on) or refused a
 # heartbeat: the pause before the next one.
 _PAUSE_SECONDS = 1.0
+# Writing a pod's failure into the job's log: given up after this (the end is reported anyway).
+_LOG_WAIT_SECONDS = 60.0
 
 
 class _State(enum.Enum):
@@ -410,7 +413,25 @@ class KubernetesExecutor:
         """Launch the job's Job and Secret, wait for the end, clean up.
 
         None when the pod reported the job's end itself; otherwise the result the agent must
-        report (the pod died without reporting, the launch failed, a force-cancel)."""
+        report (the pod died without reporting, the launch failed, a force-cancel). The
+        reason of an ``errored`` one is written to the phase's log first: the log is where
+        people look, and the final PATCH does not put it there."""
+        result = await self._execute(ticket, control)
+        if result is not None and result.outcome == "errored" and result.error:
+            await self._write_log(ticket, f"\n\n{result.error}\n".encode())
+        return result
+
+    async def _write_log(self, ticket: JobTicket, data: bytes) -> None:
+        if self._job_client is None:
+            return
+        try:
+            await asyncio.wait_for(self._job_client(ticket).write_log(data), _LOG_WAIT_SECONDS)
+        except (TimeoutError, JobGone, ProtocolError, httpx.HTTPError) as exc:
+            log.warning(
+                "writing the reason to the job's log failed", job=ticket.job_id, error=str(exc)
+            )
+
+    async def _execute(self, ticket: JobTicket, control: JobControl) -> JobResult | None:
         try:
             manifests = build_manifests(ticket, self._options, self._name_suffix())
         except InvalidResources as exc:
@@ -426,6 +447,10 @@ class KubernetesExecutor:
             )
         except KubernetesError as exc:
             bound.error("launching the job failed", error=str(exc))
+            if exc.status is None:
+                # No answer: the Job may exist all the same; its pod would wait for a Secret
+                # that never comes. (Never after a 409: that Job is not ours.)
+                await self._delete_quietly(name)
             return JobResult(outcome="errored", error=str(exc))
         try:
             await self._call(

@@ -459,6 +459,25 @@ async def test_the_agent_keeps_a_pending_pod_alive_and_force_deletes_it(
     assert fake.jobs == {} and fake.secrets == {}
 
 
+async def test_the_reason_of_an_unreported_failure_goes_to_the_job_log(
+    fake: FakeKubernetes,
+) -> None:
+    server = FakeServer()
+    job = server.queue_job()
+    job.status = "running"
+    async with server.client() as http:
+        kube = KubernetesExecutor(
+            fake.api_client(),
+            options("test/fails"),
+            lambda ticket: JobClient(http, ticket, backoff=Backoff()),
+        )
+        result = await kube.execute(server_ticket(job), JobControl())
+    assert result is not None and result.outcome == "errored"
+    text = job.log.decode()
+    assert text == f"\n\n{result.error}\n"
+    assert "Error (exit code 1)" in text and "line 99" in text
+
+
 async def test_a_job_the_server_ended_before_its_pod_ran_is_removed(
     fake: FakeKubernetes,
 ) -> None:
