@@ -134,6 +134,9 @@ class FakeKubernetes:
         self.images: dict[str, FakeImage] = {}
         self.forbidden: set[tuple[str, str]] = set()
         """``(verb, resource)`` pairs answered 403, e.g. ``("create", "secrets")``."""
+        self.unanswered: set[tuple[str, str]] = set()
+        """``(method, last path segment)`` of a request to carry out once without answering,
+        e.g. ``("POST", "jobs")``: the client sees the connection drop."""
         self.requests: list[Request] = []
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
@@ -674,6 +677,11 @@ class _Handler(BaseHTTPRequestHandler):
             code, body = self.kube.handle(self.command, parts.path, parse_qs(parts.query), raw)
         except ApiError as exc:
             code, body = exc.code, exc.status()
+        if (self.command, parts.path.rsplit("/", 1)[-1]) in self.kube.unanswered:
+            # Done, but the answer is lost: the connection drops.
+            self.kube.unanswered.discard((self.command, parts.path.rsplit("/", 1)[-1]))
+            self.close_connection = True
+            return
         if isinstance(body, bytes):
             data, content_type = body, "text/plain"
         else:

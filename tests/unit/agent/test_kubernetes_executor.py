@@ -410,6 +410,18 @@ async def test_a_forbidden_secret_create_removes_the_job(fake: FakeKubernetes) -
     assert fake.jobs == {} and fake.pods == {}
 
 
+async def test_a_job_created_without_an_answer_is_deleted(fake: FakeKubernetes) -> None:
+    """The Job may exist though the call failed: its pod must not wait for a Secret forever."""
+    fake.unanswered.add(("POST", "jobs"))
+    result = await executor(fake, options("test/ok")).execute(make_ticket(), JobControl())
+    assert result is not None and result.outcome == "errored"
+    assert "could not be reached" in (result.error or "")
+    assert [(k, n) for k, n, _ in fake.deleted] == [
+        ("jobs", "terrapod-plan-abcdefgh01234567-abcde")
+    ]
+    assert fake.jobs == {} and fake.secrets == {}
+
+
 async def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     api = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
     opts = options(request_timeout_seconds=5)
