@@ -48,6 +48,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 JSONAPI = "application/vnd.api+json"
 RUNS_NEXT_WAIT_SECONDS = 20.0
+LOG_BUFFER_BYTES = 1024 * 1024
 JOB_HEARTBEAT_WAIT_SECONDS = 10.0
 _CHUNK = 1024 * 1024
 # Longer than any long poll the server may hold a request for.
@@ -578,11 +579,20 @@ async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 class HttpJobIO:
-    """The runner's :class:`~terrapod.runner.spec.JobIO` for one ticket, over HTTP."""
+    """The runner's :class:`~terrapod.runner.spec.JobIO` for one ticket, over HTTP.
+
+    Log output is sent by one request at a time: the first chunk goes at once, and whatever
+    the engine writes while a request is on its way goes together in the next one. So a
+    chatty engine costs a few requests, not one per line, and it never waits for the server
+    unless :data:`LOG_BUFFER_BYTES` are waiting (a server that is away). :meth:`drain` sends
+    what is left; the job's end must not be reported before it.
+    """
 
     def __init__(self, job: JobClient, control: JobControl) -> None:
         self._job = job
         self._control = control
+        self._pending = bytearray()
+        self._sending: asyncio.Task[None] | None = None
 
     async def fetch_configuration(self, dest: Path) -> None:
         await self._job.download("configuration", dest)
@@ -594,9 +604,29 @@ class HttpJobIO:
         await self._job.download("plan_file", dest)
 
     async def write_log(self, data: bytes) -> None:
-        if not await self._job.write_log(data):
-            # The server ended the phase (force-cancel, lost heartbeat): stop the engine.
-            self._control.force.set()
+        self._pending += data
+        if self._sending is not None and not self._sending.done():
+            if len(self._pending) < LOG_BUFFER_BYTES:
+                return  # goes with the next request
+            await self._sending
+        elif self._sending is not None:
+            await self._sending  # raises what the last request raised
+        self._sending = asyncio.create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            if not await self._job.write_log(data):
+                # The server ended the phase (force-cancel, lost heartbeat): stop the engine.
+                self._control.force.set()
+
+    async def drain(self) -> None:
+        """Wait until every log byte written so far has been sent."""
+        if self._sending is not None:
+            await self._sending
+        if self._pending:
+            await self._send_pending()
 
     async def persist_state(self, raw: bytes) -> None:
         await self._job.persist_state(raw)

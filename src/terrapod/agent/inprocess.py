@@ -67,14 +67,17 @@ class InProcessExecutor:
             self._keep_alive(job, control), name=f"job heartbeat {ticket.job_id}"
         )
         self._kept.pop(ticket.run_id, None)
+        io = HttpJobIO(job, control)
         try:
             result = await execute(
-                ticket.spec,
-                HttpJobIO(job, control),
-                control,
-                workdir_root=self.workdir_root,
-                engines=self._engines,
+                ticket.spec, io, control, workdir_root=self.workdir_root, engines=self._engines
             )
+        except Exception:
+            with contextlib.suppress(Exception):
+                await io.drain()
+            raise
+        else:
+            await io.drain()  # the whole log before the job's end
             if ticket.phase == "plan" and result.outcome == "finished":
                 self._kept[ticket.run_id] = time.monotonic()
             return result

@@ -209,10 +209,25 @@ async def test_a_log_the_server_no_longer_takes_stops_the_engine(
     control = JobControl()
     io = HttpJobIO(client, control)
     await io.write_log(b"hello\n")
+    await io.drain()
     assert job.log == b"hello\n"
     job.status = "canceled"
     await io.write_log(b"more\n")
+    await io.drain()
     assert control.force.is_set()
+
+
+async def test_log_output_written_during_a_request_goes_in_the_next_one(
+    server: FakeServer, http: httpx.AsyncClient
+) -> None:
+    job = server.queue_job("plan")
+    client = await job_client(server, http, job)
+    io = HttpJobIO(client, JobControl())
+    for n in range(50):
+        await io.write_log(f"line {n}\n".encode())
+    await io.drain()
+    assert job.log == b"".join(f"line {n}\n".encode() for n in range(50))
+    assert server.requests.count(("POST", f"/api/v2/listeners/agent-1/runs/{job.run_id}/logs")) < 50
 
 
 async def test_the_end_is_retried_until_the_server_answers_and_a_job_it_ended_is_fine(
