@@ -536,9 +536,11 @@ class KubernetesExecutor:
         """One look at the Job: its end, or RUNNING."""
         name = watch.name
         try:
+            # The Job itself, status included: reading jobs/status would need a Role rule of
+            # its own (RBAC treats subresources apart).
             job = await self._call(
                 f"reading the Job {name}",
-                self._batch.read_namespaced_job_status,
+                self._batch.read_namespaced_job,
                 name,
                 self._options.namespace,
             )

@@ -69,6 +69,20 @@ _ROUTES: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+)(?P<sub>/log)?)?$"),
     ),
 ]
+# The Role of docs/usage/agents.md ("Kubernetes", "Permissions").
+AGENT_ROLE = frozenset(
+    {
+        ("create", "jobs"),
+        ("get", "jobs"),
+        ("delete", "jobs"),
+        ("create", "secrets"),
+        ("get", "secrets"),
+        ("delete", "secrets"),
+        ("get", "pods"),
+        ("list", "pods"),
+        ("get", "pods/log"),
+    }
+)
 _KINDS = {"secrets": ("", "Secret", "V1Secret"), "jobs": ("batch", "Job", "V1Job")}
 
 
@@ -132,8 +146,11 @@ class FakeKubernetes:
         self.workdir = workdir
         self.service_account = service_account
         self.images: dict[str, FakeImage] = {}
+        self.role: set[tuple[str, str]] = set(AGENT_ROLE)
+        """What the agent's service account may do (RBAC: ``(verb, resource)``, subresources
+        as ``pods/log``); anything else is 403, as with the Role in docs/usage/agents.md."""
         self.forbidden: set[tuple[str, str]] = set()
-        """``(verb, resource)`` pairs answered 403, e.g. ``("create", "secrets")``."""
+        """``(verb, resource)`` pairs answered 403 although the Role allows them."""
         self.unanswered: set[tuple[str, str]] = set()
         """``(method, last path segment)`` of a request to carry out once without answering,
         e.g. ``("POST", "jobs")``: the client sees the connection drop."""
@@ -215,8 +232,8 @@ class FakeKubernetes:
             }.get(method)
             if verb is None:
                 raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
-            checked = f"{resource}{'/log' if sub == '/log' else ''}"
-            if (verb, checked) in self.forbidden:
+            checked = resource + (sub or "")
+            if (verb, checked) in self.forbidden or (verb, checked) not in self.role:
                 group = _KINDS.get(resource, ("",))[0]
                 raise ApiError(
                     403,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from terrapod.agent.http import Backoff, JobClient, ListenerClient, token_joiner
@@ -23,7 +24,7 @@ from terrapod.agent.kubernetes import (
 from terrapod.agent.loop import Agent
 from terrapod.agent.ticket import JobTicket
 from terrapod.runner.spec import JobControl, JobSpec, Variable
-from tests.unit.agent.fake_k8s import FakeImage, FakeKubernetes, _Response
+from tests.unit.agent.fake_k8s import AGENT_ROLE, FakeImage, FakeKubernetes, _Response
 from tests.unit.agent.fakeserver import AGENT_TOKEN, BASE_URL, FakeJob, FakeServer
 
 NS = "terrapod-jobs"
@@ -242,6 +243,19 @@ async def test_a_bad_resource_quantity_errors_before_anything_is_created(
     assert result is not None and result.outcome == "errored"
     assert "resource-memory 'lots'" in (result.error or "")
     assert fake.requests == []
+
+
+def test_the_documented_role_is_what_the_fake_cluster_enforces() -> None:
+    """Every test here runs with exactly the permissions docs/usage/agents.md tells people
+    to grant the agent."""
+    docs = Path(__file__).parents[3] / "docs" / "usage" / "agents.md"
+    blocks = docs.read_text().split("```yaml\n")[1:]
+    documents = [d for b in blocks for d in yaml.safe_load_all(b.split("```")[0]) if d]
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    granted = {
+        (verb, res) for rule in role["rules"] for res in rule["resources"] for verb in rule["verbs"]
+    }
+    assert granted == AGENT_ROLE
 
 
 # -- running jobs -----------------------------------------------------------------------------
