@@ -118,7 +118,6 @@ class _Pod:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     exit_code: int | None = None
-    killed: bool = False
 
 
 class ApiError(Exception):
@@ -154,6 +153,9 @@ class FakeKubernetes:
         self.unanswered: set[tuple[str, str]] = set()
         """``(method, last path segment)`` of a request to carry out once without answering,
         e.g. ``("POST", "jobs")``: the client sees the connection drop."""
+        self.unavailable: dict[tuple[str, str], int] = {}
+        """``(method, last path segment)`` -> how many such requests to answer 503 first (an
+        API server restarting)."""
         self.requests: list[Request] = []
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
@@ -675,7 +677,6 @@ class FakeKubernetes:
 
     def _kill(self, pod: _Pod, *, graceful: bool) -> None:
         if pod.process is not None and pod.process.poll() is None:
-            pod.killed = True
             with suppress(ProcessLookupError):
                 os.killpg(pod.process.pid, signal.SIGTERM if graceful else signal.SIGKILL)
 
@@ -690,7 +691,15 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        key = (self.command, parts.path.rsplit("/", 1)[-1])
         try:
+            if self.kube.unavailable.get(key, 0) > 0:
+                self.kube.unavailable[key] -= 1
+                raise ApiError(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                )
             code, body = self.kube.handle(self.command, parts.path, parse_qs(parts.query), raw)
         except ApiError as exc:
             code, body = exc.code, exc.status()

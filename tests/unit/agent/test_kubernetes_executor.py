@@ -436,6 +436,17 @@ async def test_a_job_created_without_an_answer_is_deleted(fake: FakeKubernetes) 
     assert fake.jobs == {} and fake.secrets == {}
 
 
+async def test_an_api_server_that_is_away_while_the_job_runs_is_ridden_out(
+    fake: FakeKubernetes,
+) -> None:
+    name = "terrapod-plan-abcdefgh01234567-abcde"
+    fake.unavailable[("GET", name)] = 5
+    result = await executor(fake, options("test/ok")).execute(make_ticket(), JobControl())
+    assert result is None
+    assert fake.unavailable[("GET", name)] == 0
+    assert fake.exits[name] == 0
+
+
 async def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     api = client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
     opts = options(request_timeout_seconds=5)
