@@ -16,7 +16,6 @@ the agent *and* the engine processes it started (each engine runs in a session o
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -694,7 +693,3 @@ def state_resources(document: Mapping[str, Any]) -> dict[str, Any]:
                 value.get("value") if isinstance(value, dict) and "value" in value else value
             )
     return out
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()

@@ -22,7 +22,9 @@ engine stays blocked, and closes it to let the engine go on.
 
 Timing settings of the cluster (below): jobs are failed 10 s after their last heartbeat,
 housekeeping runs every second, and job heartbeat long polls last at most 2 s, so a heartbeat
-is always younger than the timeout while the agent lives.
+is always younger than the timeout while the agent lives. The server-restart test has a
+cluster of its own with a 30 s timeout: its job hears nothing while the server restarts (3-6 s
+on a loaded machine) and for up to the agent's back-off cap (5 s) after that.
 """
 
 from __future__ import annotations
