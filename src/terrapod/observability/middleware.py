@@ -5,6 +5,7 @@ One layer instead of four keeps the per-request cost low (DESIGN.md, performance
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import secrets
@@ -80,6 +81,12 @@ class ObservabilityMiddleware:
                 await refusal(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            # The caller went away (an in-process agent stopping its long poll): not a
+            # server error. 499 as nginx counts it.
+            if status == 500:
+                status = 499
+            raise
         finally:
             if counted:
                 self.metrics.in_flight.dec()
