@@ -10,18 +10,24 @@ nothing here waits a fixed time.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import signal
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.databases import temporary_database
 from tests.e2e.agents_harness import FINAL_RUN_STATUSES, AgentProcess, Api, wait_until
 from tests.e2e.harness import (
+    TERRAPOD_BIN,
     ServerInfo,
     Terraform,
     describe,
@@ -297,3 +303,54 @@ def test_a_second_sigterm_cancels_an_apply_which_still_saves_its_state(
     assert current is not None and current["run-id"] == run_id, current
     resources = {r["type"] + "." + r["name"] for r in api.state_document(current)["resources"]}
     assert "terraform_data.first" in resources, resources
+
+
+def test_run_job_runs_one_claimed_job_and_reports_its_end(
+    agent_server: ServerInfo, api: Api, tmp_path: Path
+) -> None:
+    """What a Kubernetes executor's pod does: a ticket claimed by an agent, run elsewhere."""
+    pool_id, token = new_pool(api)
+    ws_id = api.create_workspace(ORG, f"ws-{secrets.token_hex(3)}", pool_id=pool_id)
+    cv = api.upload_configuration(ws_id, {"main.tf": GATED_CONFIG})
+    run_id = api.create_run(ws_id, cv, variables={"n": "4"})
+    ctx = ssl.create_default_context(cafile=str(agent_server.ca_cert))
+    with httpx.Client(base_url=agent_server.url, verify=ctx, trust_env=False) as http:
+        joined = http.post(
+            "/api/v2/agent-pools/join",
+            json={"join_token": token, "name": "claimer", "capacity": 1},
+        ).json()
+        claimed = http.get(
+            f"/api/v2/listeners/{joined['agent_id']}/runs/next",
+            params={"wait": 2},
+            headers={"Authorization": f"Bearer {joined['credential']}"},
+        )
+    assert claimed.status_code == 200, claimed.text
+    ticket = tmp_path / "ticket.json"
+    ticket.write_text(json.dumps(claimed.json()))
+    ticket.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAPOD_", "TF_"))}
+
+    done = subprocess.run(
+        [
+            str(TERRAPOD_BIN),
+            "agent",
+            "run-job",
+            "--ticket-file",
+            str(ticket),
+            "--ca-file",
+            str(agent_server.ca_cert),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        env=env,
+        capture_output=True,
+        timeout=DEADLINE_SECONDS,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    # The plan finished and the auto-apply waits for an agent of the pool.
+    assert api.run_status(run_id) == "apply_queued"
+    plan_log = api.phase_log("plans", api.run(run_id)["plan-id"])
+    assert "Plan: 2 to add, 0 to change, 0 to destroy." in plan_log, plan_log
+    assert claimed.json()["run_token"] not in done.stderr.decode()
