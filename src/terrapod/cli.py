@@ -539,6 +539,22 @@ def agent(
     image_pull_secret: K8sPullSecrets = None,
     ttl_after_finished: K8sTtl = 3600,
     keep_finished: K8sKeep = False,
+    engine: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine",
+            help="Another Terraform version jobs may use, VERSION=PATH (repeatable); the "
+            "embedded Terraform is always there.",
+        ),
+    ] = None,
+    provider_mirror: Annotated[
+        Path | None,
+        typer.Option(
+            "--provider-mirror",
+            envvar="TERRAPOD_AGENT_PROVIDER_MIRROR",
+            help="A filesystem mirror of providers for the jobs (as runs.provider_mirror).",
+        ),
+    ] = None,
     log_level: LogLevel = "info",
     log_format: LogFormat = "json",
 ) -> None:
@@ -582,6 +598,8 @@ def agent(
                 work_dir=_work_dir(work_dir),
                 ca_file=ca_file,
                 kubernetes=kubernetes,
+                engines=_engines(engine or []),
+                provider_mirror=provider_mirror.resolve() if provider_mirror else None,
             )
         )
     )
@@ -609,6 +627,16 @@ def run_job(
     except (OSError, ValueError, WireError) as exc:
         _fail(f"cannot read the ticket: {exc}")
     raise typer.Exit(asyncio.run(_run_one_job(ticket, _work_dir(work_dir), ca_file)))
+
+
+def _engines(values: list[str]) -> dict[str, Path]:
+    engines: dict[str, Path] = {}
+    for value in values:
+        version, _, path = value.partition("=")
+        if not version or not path:
+            _fail(f"--engine takes VERSION=PATH, not {value!r}")
+        engines[version.strip()] = Path(path).resolve()
+    return engines
 
 
 def _fail(message: str) -> NoReturn:
@@ -661,6 +689,8 @@ async def _run_agent(
     work_dir: Path,
     ca_file: Path | None,
     kubernetes: Any = None,
+    engines: dict[str, Path] | None = None,
+    provider_mirror: Path | None = None,
 ) -> int:
     from terrapod.agent.executor import Executor
     from terrapod.agent.http import ListenerClient, Unauthorized, build_client, token_joiner
@@ -683,7 +713,10 @@ async def _run_agent(
                 return 2
         else:
             executor = InProcessExecutor(
-                listener.job, workdir_root=work_dir, engines=EngineResolver()
+                listener.job,
+                workdir_root=work_dir,
+                engines=EngineResolver(engines),
+                provider_mirror=provider_mirror,
             )
         agent = Agent(listener, executor, concurrency=concurrency)
         _install_stop_handlers(agent.request_stop)
@@ -725,7 +758,9 @@ async def _run_one_job(ticket: Any, work_dir: Path, ca_file: Path | None) -> int
     _install_stop_handlers(request_stop)
     async with build_client(ticket.base_url, ca_file=ca_file) as http:
         job = JobClient(http, ticket, backoff=Backoff())
-        executor = InProcessExecutor(lambda _: job, workdir_root=work_dir, engines=EngineResolver())
+        executor = InProcessExecutor(
+            lambda _: job, workdir_root=work_dir, engines=EngineResolver(), provider_mirror=None
+        )
         log.info("job started", job=ticket.job_id, run=ticket.run_id, phase=ticket.phase)
         outcome = await run_one_job(job, executor, control, handing_back=handing_back)
         log.info("job ended", job=ticket.job_id, run=ticket.run_id, outcome=outcome)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from terrapod.agent.http import (
     JOB_HEARTBEAT_WAIT_SECONDS,
@@ -25,7 +27,7 @@ from terrapod.agent.ticket import JobTicket
 from terrapod.observability.logging import get_logger
 from terrapod.runner.engines import EngineResolver
 from terrapod.runner.execute import discard_workdir, execute
-from terrapod.runner.spec import JobControl, JobResult
+from terrapod.runner.spec import JobControl, JobResult, JobSpec
 
 log = get_logger("terrapod.agent")
 
@@ -50,7 +52,12 @@ class InProcessExecutor:
         workdir_root: Path,
         engines: EngineResolver,
         heartbeat_wait: float = JOB_HEARTBEAT_WAIT_SECONDS,
+        provider_mirror: Path | Literal["from-server"] | None = "from-server",
     ) -> None:
+        """``provider_mirror``: the filesystem mirror of providers the engine uses. The
+        built-in agent keeps the server's (``"from-server"``, in the spec); an agent on
+        another machine uses its own, or none, since the server's path means nothing there."""
+        self._provider_mirror = provider_mirror
         self._job_client = job_client
         self.workdir_root = workdir_root
         self._engines = engines
@@ -70,7 +77,11 @@ class InProcessExecutor:
         io = HttpJobIO(job, control)
         try:
             result = await execute(
-                ticket.spec, io, control, workdir_root=self.workdir_root, engines=self._engines
+                self._spec(ticket),
+                io,
+                control,
+                workdir_root=self.workdir_root,
+                engines=self._engines,
             )
         except Exception:
             with contextlib.suppress(Exception):
@@ -106,6 +117,12 @@ class InProcessExecutor:
                 control.cancel.set()
             if verdict is not None or time.monotonic() - started < _PAUSE_SECONDS / 2:
                 await asyncio.sleep(_PAUSE_SECONDS)
+
+    def _spec(self, ticket: JobTicket) -> JobSpec:
+        if self._provider_mirror == "from-server":
+            return ticket.spec
+        mirror = str(self._provider_mirror) if self._provider_mirror else None
+        return dataclasses.replace(ticket.spec, provider_mirror=mirror)
 
     def discard(self, run_id: str) -> None:
         self._kept.pop(run_id, None)

@@ -26,7 +26,7 @@ from terrapod.agent.inprocess import InProcessExecutor
 from terrapod.agent.loop import Agent
 from terrapod.agent.ticket import JobTicket
 from terrapod.runner.engines import EngineResolver
-from terrapod.runner.spec import JobControl, JobResult
+from terrapod.runner.spec import JobControl, JobResult, JobSpec
 from terrapod.runner.wire import WireError
 from tests.unit.agent.fakeserver import AGENT_TOKEN, FakeJob, FakeServer
 
@@ -542,3 +542,29 @@ async def test_a_plan_directory_whose_apply_never_came_is_removed_later(
     server.queue_job("apply")
     await executor.execute(await claim(listener), JobControl())
     assert planned.run_id in discarded
+
+
+async def test_an_agent_elsewhere_uses_its_own_provider_mirror_not_the_servers(
+    server: FakeServer,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    seen: list[str | None] = []
+
+    async def record(spec: JobSpec, *_: object, **__: object) -> JobResult:
+        seen.append(spec.provider_mirror)
+        return JobResult(outcome="errored", error="recorded")
+
+    monkeypatch.setattr("terrapod.agent.inprocess.execute", record)
+    listener = listener_for(http)
+    for mirror in ("from-server", None, tmp_path / "mirror"):
+        executor = InProcessExecutor(
+            listener.job,
+            workdir_root=tmp_path,
+            engines=EngineResolver(),
+            provider_mirror=mirror,  # type: ignore[arg-type]
+        )
+        server.queue_job("plan", provider_mirror="/srv/terrapod/mirror")
+        await executor.execute(await claim(listener), JobControl())
+    assert seen == ["/srv/terrapod/mirror", None, str(tmp_path / "mirror")]
