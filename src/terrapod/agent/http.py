@@ -463,21 +463,48 @@ class JobClient:
 
     async def persist_state(self, raw: bytes) -> None:
         """A new state version of the run's workspace, through the ordinary API as the run.
-        Repeating it after a lost answer is harmless (same serial and md5: accepted again)."""
+        Repeating it after a lost answer is harmless (same serial and md5: accepted again).
+        A state too large for the server's inline limit (413) is created first and then
+        uploaded to the version's ``hosted-state-upload-url``, as Terraform does."""
         parsed = orjson.loads(raw)
+        attributes = {
+            "serial": int(parsed.get("serial", 0)),
+            "md5": hashlib.md5(raw).hexdigest(),
+            "lineage": parsed.get("lineage"),
+        }
+        response = await self._create_state_version(
+            {**attributes, "state": base64.b64encode(raw).decode()}
+        )
+        if response.status_code == 413:
+            response = await self._create_state_version(attributes)
+            if response.status_code not in (200, 201):
+                raise _refused("state upload", response)
+            url = response.json()["data"]["attributes"].get("hosted-state-upload-url")
+            if url:  # None: the same state was saved already
+                uploaded = await send(
+                    self.http,
+                    "PUT",
+                    self._url(url),
+                    what="state upload",
+                    backoff=self.backoff,
+                    headers={"Content-Type": "application/octet-stream"},
+                    content=raw,
+                )
+                if uploaded.status_code not in (200, 201, 204):
+                    raise _refused("state upload", uploaded)
+            return
+        if response.status_code not in (200, 201):
+            raise _refused("state upload", response)
+
+    async def _create_state_version(self, attributes: dict[str, Any]) -> httpx.Response:
         body = {
             "data": {
                 "type": "state-versions",
-                "attributes": {
-                    "serial": int(parsed.get("serial", 0)),
-                    "md5": hashlib.md5(raw).hexdigest(),
-                    "lineage": parsed.get("lineage"),
-                    "state": base64.b64encode(raw).decode(),
-                },
+                "attributes": attributes,
                 "relationships": {"run": {"data": {"type": "runs", "id": self.ticket.run_id}}},
             }
         }
-        response = await send(
+        return await send(
             self.http,
             "POST",
             self._url(f"/api/v2/workspaces/{self.ticket.spec.workspace_id}/state-versions"),
@@ -486,8 +513,6 @@ class JobClient:
             headers={**self._auth, "Content-Type": JSONAPI},
             json=body,
         )
-        if response.status_code not in (200, 201):
-            raise _refused("state upload", response)
 
     async def download(self, name: str, dest: Path) -> None:
         """Stream the ticket's signed URL ``name`` to ``dest`` (started over after a broken

@@ -195,3 +195,53 @@ async def test_the_in_process_transport_streams_request_bodies_and_answers_failu
         failed = await client.put("/fail", content=b"")
     assert (ok.status_code, ok.content, received.getvalue()) == (201, b"ok", b"abcabcabc")
     assert failed.status_code == 500
+
+
+async def test_a_state_beyond_the_inline_limit_is_uploaded_to_its_version(
+    migrated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = migrated_settings.model_copy(update={"max_inline_state_bytes": 1024})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        try:
+            async with (
+                httpx.AsyncClient(
+                    transport=InProcessTransport(application),
+                    base_url="https://terrapod.test",
+                    headers={
+                        "Authorization": f"Bearer {ADMIN_TOKEN}",
+                        "Content-Type": "application/vnd.api+json",
+                    },
+                ) as admin,
+                build_client(
+                    "http://terrapod.builtin", transport=InProcessTransport(application)
+                ) as http,
+            ):
+                pool = await make_pool(application)
+                listener = ListenerClient(
+                    http, token_joiner(http, pool.agent_token, name="h", capacity=1), backoff=FAST
+                )
+                ws = await agent_workspace(application, admin, "big-state", pool)
+                run = await create_run(admin, ws, **{"auto-apply": True})
+                plan = await listener.next_job(wait=0)
+                assert plan is not None
+                for name in ("plan_file_upload", "plan_json_upload", "plan_json_redacted_upload"):
+                    await listener.job(plan).upload(name, b"{}")
+                await listener.job(plan).finish(JobResult(outcome="finished", has_changes=True))
+                apply = await listener.next_job(wait=0)
+                assert apply is not None and apply.phase == "apply"
+                raw = statefiles.state(1, pad_bytes=4000)
+                await listener.job(apply).persist_state(raw)
+                await listener.job(apply).finish(JobResult(outcome="finished", additions=1))
+                assert await status_of(admin, run["id"]) == "applied"
+                current = (await admin.get(f"/api/v2/workspaces/{ws}/current-state-version")).json()
+                url = current["data"]["attributes"]["hosted-state-download-url"]
+                assert (await admin.get(url)).content == raw
+                metrics = (await admin.get("/metrics")).text
+                state_versions = 'route="/api/v2/workspaces/{workspace_id}/state-versions"'
+                assert f'method="POST",{state_versions},status="413"' in metrics  # inline first
+        finally:
+            async with application.state.sessionmaker() as session:
+                for table in reversed(Base.metadata.sorted_tables):
+                    await session.execute(delete(table))
+                await session.commit()
