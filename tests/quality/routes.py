@@ -291,8 +291,9 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/api/v2/runs/{run_id}/actions/force-cancel",
         "owner",
-        # +1: the run's status change queues its notifications (one INSERT ... SELECT)
-        query_budget=15,
+        # +1: the run's status change queues its notifications (one INSERT ... SELECT);
+        # +1: the running job's run token is retired (one UPDATE)
+        query_budget=16,
         extra={"use": {"run_id": "stuck_run_id"}},
     ),
     Route(

@@ -361,6 +361,9 @@ async def end_run(
     """Move ``run`` to a final status, end its phases and jobs, release its workspace."""
     m.move(run, status, now)
     plan, apply = await phases(session, run)
+    # Only a running phase has a claimed job whose run token is still live (a job that ended
+    # retired its own); a run that never ran spares the statement.
+    had_running_job = "running" in (plan.status, apply.status)
     for phase in (plan, apply):
         if phase.status == "running":
             ended = "errored" if status == m.ERRORED else "canceled"
@@ -377,7 +380,8 @@ async def end_run(
         .values(status="canceled", cancel_requested="force", finished_at=now)
         .execution_options(synchronize_session=False)
     )
-    await retire_run_tokens(session, run.id, now)
+    if had_running_job:
+        await retire_run_tokens(session, run.id, now)
     record_event(session, run, status, description, actor_id)
     await run_changed(session, run)
     if await _release_workspace(session, run) and start_next:
