@@ -21,8 +21,13 @@ install: $(STAMP) ## Create .venv and install Terrapod with its test tools
 serve: $(STAMP) ## Start Terrapod with the embedded defaults (SQLite, files in ./data, HTTPS on :8443)
 	$(VENV)/bin/terrapod serve --dev-tls
 
+# Two pytest workers (pytest-xdist), one test file per worker at a time: the suite waits on
+# servers, terraform and databases much of the time, so two workers keep both cores busy.
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ## Run the whole test suite (needs PostgreSQL on 127.0.0.1:5432)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy and import-linter
 	$(VENV)/bin/ruff check src tests benchmarks
