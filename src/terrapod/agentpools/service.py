@@ -42,6 +42,7 @@ from terrapod.db.ids import looks_like_id, new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Organization
 from terrapod.runs.models import Job
+from terrapod.workspaces import service as workspaces
 from terrapod.workspaces.models import Workspace
 
 MAX_NAME_LENGTH = 90
@@ -232,25 +233,14 @@ async def _check_allowed_workspaces(
     session: AsyncSession, org: Organization, workspace_ids: Sequence[str]
 ) -> list[str]:
     """The distinct ids, each a workspace of ``org`` (else 422 naming it)."""
-    wanted = list(dict.fromkeys(workspace_ids))
-    if not wanted:
-        return []
-    found = set(
-        (
-            await session.execute(
-                select(Workspace.id).where(
-                    Workspace.id.in_(wanted), Workspace.organization_id == org.id
-                )
-            )
-        ).scalars()
-    )
-    for index, workspace_id in enumerate(workspace_ids):
-        if workspace_id not in found:
-            raise Invalid(
-                f"workspace {workspace_id} is not a workspace of organization {org.name}",
-                pointer=f"{ALLOWED_POINTER}/data/{index}/id",
-            )
-    return wanted
+    missing = await workspaces.not_in_organization(session, org.id, workspace_ids)
+    if missing:
+        index = list(workspace_ids).index(missing[0])
+        raise Invalid(
+            f"workspace {missing[0]} is not a workspace of organization {org.name}",
+            pointer=f"{ALLOWED_POINTER}/data/{index}/id",
+        )
+    return list(dict.fromkeys(workspace_ids))
 
 
 async def _set_allowed(session: AsyncSession, pool: AgentPool, workspace_ids: list[str]) -> None:

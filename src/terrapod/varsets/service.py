@@ -296,23 +296,12 @@ async def _workspaces_in(session: AsyncSession, org: Organization, ids: Sequence
     """``ids`` without repeats, each a workspace of ``org`` (404 naming the first that is
     not)."""
     wanted = list(dict.fromkeys(ids))
-    if not wanted:
-        return []
-    found = set(
-        (
-            await session.execute(
-                select(Workspace.id).where(
-                    Workspace.id.in_(wanted), Workspace.organization_id == org.id
-                )
-            )
-        ).scalars()
-    )
-    for index, workspace_id in enumerate(wanted):
-        if workspace_id not in found:
-            raise NotFound(
-                f"workspace {workspace_id} not found in organization {org.name}",
-                pointer=f"/data/relationships/workspaces/data/{index}",
-            )
+    missing = await workspaces.not_in_organization(session, org.id, wanted)
+    if missing:
+        raise NotFound(
+            f"workspace {missing[0]} not found in organization {org.name}",
+            pointer=f"/data/relationships/workspaces/data/{wanted.index(missing[0])}",
+        )
     return wanted
 
 

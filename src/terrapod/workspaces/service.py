@@ -212,6 +212,26 @@ async def _settle_agent_pool(
     values["agent_pool_id"] = pool
 
 
+async def not_in_organization(
+    session: AsyncSession, organization_id: str, ids: Sequence[str]
+) -> list[str]:
+    """Those of ``ids`` that are not workspaces of the organization (one query), for the
+    domains that take lists of workspace ids (variable sets, agent pools)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
+    found = set(
+        (
+            await session.execute(
+                select(Workspace.id).where(
+                    Workspace.id.in_(wanted), Workspace.organization_id == organization_id
+                )
+            )
+        ).scalars()
+    )
+    return [workspace_id for workspace_id in wanted if workspace_id not in found]
+
+
 async def _flush(session: AsyncSession, name: str | None) -> None:
     try:
         await session.flush()
