@@ -34,7 +34,7 @@ from terrapod.access.permissions import Action, authorize
 from terrapod.access.principal import Principal
 from terrapod.agentpools.models import Agent, AgentPool, AgentPoolAllowedWorkspace
 from terrapod.auth.models import Token
-from terrapod.auth.service import KIND_AGENT_POOL, IssuedToken
+from terrapod.auth.service import KIND_AGENT_POOL, IssuedToken, token_page
 from terrapod.auth.tokens import PrincipalCache, generate_token, hash_token
 from terrapod.db.base import utcnow
 from terrapod.db.hooks import AgentPoolUse
@@ -499,24 +499,13 @@ async def list_tokens(
     session: AsyncSession, principal: Principal, pool_id: str, *, offset: int, limit: int
 ) -> tuple[Sequence[Token], int]:
     pool, _ = await _pool(session, principal, pool_id, manage=True)
-    where = (Token.agent_pool_id == pool.id, Token.kind == KIND_AGENT_POOL)
-    total = (
-        await session.execute(select(func.count()).select_from(Token).where(*where))
-    ).scalar_one()
-    rows = (
-        (
-            await session.execute(
-                select(Token)
-                .where(*where)
-                .order_by(Token.created_at, Token.id)
-                .offset(offset)
-                .limit(limit)
-            )
-        )
-        .scalars()
-        .all()
+    return await token_page(
+        session,
+        Token.agent_pool_id == pool.id,
+        Token.kind == KIND_AGENT_POOL,
+        offset=offset,
+        limit=limit,
     )
-    return rows, total
 
 
 # -- agents --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from terrapod.access.permissions import Action, authorize
 from terrapod.access.principal import Principal
@@ -34,6 +35,19 @@ class IssuedToken:
 
     token: Token
     plaintext: str
+
+
+async def token_page(
+    session: AsyncSession, *where: ColumnElement[bool], offset: int, limit: int
+) -> tuple[Sequence[Token], int]:
+    """One page of the tokens matching ``where``, oldest first, and how many match."""
+    total = (
+        await session.execute(select(func.count()).select_from(Token).where(*where))
+    ).scalar_one()
+    rows = await session.execute(
+        select(Token).where(*where).order_by(Token.created_at, Token.id).offset(offset).limit(limit)
+    )
+    return rows.scalars().all(), total
 
 
 class TokenService:
@@ -132,24 +146,9 @@ class TokenService:
         authorize(principal, Action.USER_MANAGE_TOKENS, user_id=user_id, what="user")
         if await session.get(User, user_id) is None:
             raise NotFound("user not found")
-        where = (Token.user_id == user_id, Token.kind == KIND_USER)
-        total = (
-            await session.execute(select(func.count()).select_from(Token).where(*where))
-        ).scalar_one()
-        rows = (
-            (
-                await session.execute(
-                    select(Token)
-                    .where(*where)
-                    .order_by(Token.created_at, Token.id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            )
-            .scalars()
-            .all()
+        return await token_page(
+            session, Token.user_id == user_id, Token.kind == KIND_USER, offset=offset, limit=limit
         )
-        return rows, total
 
     async def get_token(self, session: AsyncSession, principal: Principal, token_id: str) -> Token:
         """A user token (its user, or a platform admin) or an agent token (an owner of the
