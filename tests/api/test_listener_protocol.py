@@ -380,6 +380,31 @@ async def test_builtin_agent_reregisters_under_its_name(app: FastAPI) -> None:
         assert (await listeners.authenticate(session, first.id, two)).capacity == 3
 
 
+async def test_builtin_agents_of_servers_gone_for_a_day_are_removed(app: FastAPI) -> None:
+    async with write_transaction(app.state.sessionmaker) as session:
+        old, _ = await listeners.register_builtin(session, "builtin-host-111", 2)
+        recent, _ = await listeners.register_builtin(session, "builtin-host-222", 2)
+        await session.execute(
+            update(Agent)
+            .where(Agent.id == old.id)
+            .values(last_ping_at=datetime.now(UTC) - timedelta(days=1, minutes=1))
+        )
+        await session.execute(
+            update(Agent)
+            .where(Agent.id == recent.id)
+            .values(last_ping_at=datetime.now(UTC) - timedelta(hours=23))
+        )
+    async with write_transaction(app.state.sessionmaker) as session:
+        await listeners.register_builtin(session, "builtin-host-333", 2)
+    async with app.state.sessionmaker() as session:
+        names = set(
+            (
+                await session.execute(select(Agent.name).where(Agent.name.like("builtin-host-%")))
+            ).scalars()
+        )
+    assert names == {"builtin-host-222", "builtin-host-333"}
+
+
 async def test_concurrent_claims_take_each_job_exactly_once(
     app: FastAPI, admin: httpx.AsyncClient, anon: httpx.AsyncClient
 ) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -66,6 +66,11 @@ MAX_CAPACITY = 256
 MAX_NAME = 255
 
 _REFUSED = "the agent credential is invalid, expired or revoked; join again with the agent token"
+
+
+# Built-in agents (one per server process) unheard of for this long are removed when another
+# one registers.
+BUILTIN_AGENT_RETENTION = timedelta(days=1)
 
 
 def utcnow() -> datetime:
@@ -202,8 +207,24 @@ async def register_builtin(
 ) -> tuple[Agent, str]:
     """A server's built-in agent (no pool: it runs the jobs of remote-execution
     workspaces), registered without an agent token; the same name reuses its row. Returns
-    the agent and its credential."""
+    the agent and its credential.
+
+    Every server process registers under a name of its own (host and pid), so a restart
+    leaves the old row behind; rows of built-in agents unheard of for a day go here."""
     checked_name, checked_capacity = _check_agent_fields(name, capacity)
+    gone_since = utcnow() - BUILTIN_AGENT_RETENTION
+    await session.execute(
+        delete(Agent)
+        .where(
+            Agent.pool_id.is_(None),
+            Agent.name != checked_name,
+            or_(
+                Agent.last_ping_at < gone_since,
+                and_(Agent.last_ping_at.is_(None), Agent.created_at < gone_since),
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
     joined = await _issue(
         session,
         pool_id=None,
