@@ -116,7 +116,9 @@ def serve(
         # Named, not "auto": a missing httptools must fail here, not fall back to h11
         # (+70 us per request).
         "http": "httptools",
-        "loop": "uvloop",
+        # uvloop, with a short TLS close so that idle keep-alive clients (agents) do not hold
+        # a stopping server for the whole graceful-shutdown timeout (terrapod.serveloop).
+        "loop": "terrapod.serveloop:ServeLoop",
     }
     if workers > 1:
         # Worker processes import terrapod.asgi, which reads settings from the environment:
