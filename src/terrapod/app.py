@@ -233,7 +233,13 @@ def builtin_agent(app: FastAPI) -> Agent:
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    listener = ListenerClient(http, join)
+    retries = app.state.metrics.agent.server_retries
+    listener = ListenerClient(
+        http,
+        join,
+        backoff=Backoff(on_retry=retries.labels("listener").inc),
+        job_backoff=Backoff(on_retry=retries.labels("job").inc),
+    )
     executor = InProcessExecutor(
         listener.job,
         # Absolute: the engine runs with the module directory as its working directory.
@@ -245,7 +251,7 @@ def builtin_agent(app: FastAPI) -> Agent:
         executor,
         concurrency=capacity,
         abandon_poll_on_stop=True,
-        metrics=app.state.metrics,
+        metrics=app.state.metrics.agent,
     )
 
 

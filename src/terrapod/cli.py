@@ -557,6 +557,25 @@ def agent(
             help="A filesystem mirror of providers for the jobs (as runs.provider_mirror).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="TERRAPOD_AGENT_METRICS_PORT",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics (default: off; 0: a "
+            "free port, logged).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            envvar="TERRAPOD_AGENT_METRICS_HOST",
+            help="The address the metrics listen on.",
+        ),
+    ] = "127.0.0.1",
     log_level: LogLevel = "info",
     log_format: LogFormat = "json",
 ) -> None:
@@ -602,6 +621,7 @@ def agent(
                 kubernetes=kubernetes,
                 engines=_engines(engine or []),
                 provider_mirror=provider_mirror.resolve() if provider_mirror else None,
+                metrics_address=(metrics_host, metrics_port) if metrics_port is not None else None,
             )
         )
     )
@@ -693,43 +713,90 @@ async def _run_agent(
     kubernetes: Any = None,
     engines: dict[str, Path] | None = None,
     provider_mirror: Path | None = None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> int:
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
     from terrapod.agent.executor import Executor
-    from terrapod.agent.http import ListenerClient, Unauthorized, build_client, token_joiner
+    from terrapod.agent.http import (
+        Backoff,
+        ListenerClient,
+        Unauthorized,
+        build_client,
+        token_joiner,
+    )
     from terrapod.agent.inprocess import InProcessExecutor
     from terrapod.agent.loop import Agent
     from terrapod.observability.logging import get_logger
+    from terrapod.observability.metrics import AgentMetrics
     from terrapod.runner.engines import EngineResolver
 
     log = get_logger("terrapod.agent")
-    async with build_client(url, ca_file=ca_file) as http:
-        listener = ListenerClient(http, token_joiner(http, token, name=name, capacity=concurrency))
-        executor: Executor
-        if kubernetes is not None:
-            from terrapod.agent.kubernetes import KubernetesError, build_kubernetes_executor
-
-            try:
-                executor = build_kubernetes_executor(kubernetes, listener.job)
-            except KubernetesError as exc:
-                log.error("cannot reach Kubernetes", error=str(exc))
-                return 2
-        else:
-            executor = InProcessExecutor(
-                listener.job,
-                workdir_root=work_dir,
-                engines=EngineResolver(engines),
-                provider_mirror=provider_mirror,
-            )
-        agent = Agent(listener, executor, concurrency=concurrency)
-        _install_stop_handlers(agent.request_stop)
-        log.info("agent starting", url=url, name=name, concurrency=concurrency)
+    # A registry of the agent's own: its metrics and the process's, nothing of the server's.
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    metrics = AgentMetrics(registry)
+    listener_retry = Backoff(on_retry=metrics.server_retries.labels("listener").inc)
+    job_retry = Backoff(on_retry=metrics.server_retries.labels("job").inc)
+    metrics_server = None
+    if metrics_address is not None:
         try:
-            await agent.run()
-        except Unauthorized as exc:
-            log.error("the server refused the agent token", error=str(exc))
-            return 1
-        log.info("agent stopped")
-        return 0
+            metrics_server = _serve_metrics(registry, *metrics_address)
+        except OSError as exc:
+            log.error("cannot serve metrics", address=list(metrics_address), error=str(exc))
+            return 2
+    try:
+        async with build_client(url, ca_file=ca_file) as http:
+            joiner = token_joiner(
+                http, token, name=name, capacity=concurrency, backoff=listener_retry
+            )
+            listener = ListenerClient(http, joiner, backoff=listener_retry, job_backoff=job_retry)
+            executor: Executor
+            if kubernetes is not None:
+                from terrapod.agent.kubernetes import KubernetesError, build_kubernetes_executor
+
+                try:
+                    executor = build_kubernetes_executor(kubernetes, listener.job)
+                except KubernetesError as exc:
+                    log.error("cannot reach Kubernetes", error=str(exc))
+                    return 2
+            else:
+                executor = InProcessExecutor(
+                    listener.job,
+                    workdir_root=work_dir,
+                    engines=EngineResolver(engines),
+                    provider_mirror=provider_mirror,
+                )
+            agent = Agent(listener, executor, concurrency=concurrency, metrics=metrics)
+            _install_stop_handlers(agent.request_stop)
+            log.info("agent starting", url=url, name=name, concurrency=concurrency)
+            try:
+                await agent.run()
+            except Unauthorized as exc:
+                log.error("the server refused the agent token", error=str(exc))
+                return 1
+            log.info("agent stopped")
+            return 0
+    finally:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.shutdown)
+            metrics_server.server_close()
+
+
+def _serve_metrics(registry: Any, host: str, port: int) -> Any:
+    """``--metrics-port``: Prometheus text on http://HOST:PORT/metrics, from a thread of its
+    own (prometheus-client's WSGI server), so a scrape never waits for the agent's loop."""
+    from prometheus_client import start_http_server
+
+    from terrapod.observability.logging import get_logger
+
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    get_logger("terrapod.agent").info(
+        "serving metrics", url=f"http://{shown}:{bound_port}/metrics", port=bound_port
+    )
+    return server
 
 
 async def _run_one_job(ticket: Any, work_dir: Path, ca_file: Path | None) -> int:

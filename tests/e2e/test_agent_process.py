@@ -22,7 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from terrapod import __version__
 from tests.conftest import ADMIN_TOKEN
 from tests.databases import temporary_database
 from tests.e2e.agents_harness import FINAL_RUN_STATUSES, AgentProcess, Api, wait_until
@@ -88,7 +90,11 @@ def gates() -> Iterator[list[Gate]]:
 
 
 def start_agent(
-    agents: list[AgentProcess], server: ServerInfo, token: str, directory: Path
+    agents: list[AgentProcess],
+    server: ServerInfo,
+    token: str,
+    directory: Path,
+    *extra_args: str,
 ) -> AgentProcess:
     name = f"agent-{secrets.token_hex(3)}"
     agent = AgentProcess(
@@ -98,6 +104,7 @@ def start_agent(
         ca_cert=server.ca_cert,
         token=token,
         concurrency=1,
+        extra_args=extra_args,
     )
     agent.start()
     agents.append(agent)
@@ -118,6 +125,21 @@ def joined(api: Api, pool_id: str, agent: AgentProcess) -> str:
         return next((a["id"] for a in api.agents(pool_id) if a["name"] == agent.name), None)
 
     return wait_until(agent_id, timeout=30, what=f"{agent.name} joined", describe=agent.log_tail)
+
+
+def scrape_metrics(agent: AgentProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The agent's /metrics (``--metrics-port 0``: the port it logged), by sample and labels."""
+    port = next(
+        json.loads(line)["port"]
+        for line in agent.log_text().splitlines()
+        if '"serving metrics"' in line
+    )
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def final_run(api: Api, run_id: str, *agents: AgentProcess) -> dict[str, Any]:
@@ -143,7 +165,7 @@ def test_the_terraform_cli_applies_through_an_agent_process(
     agent_server: ServerInfo, api: Api, agents: list[AgentProcess], tmp_path: Path
 ) -> None:
     pool_id, token = new_pool(api)
-    agent = start_agent(agents, agent_server, token, tmp_path)
+    agent = start_agent(agents, agent_server, token, tmp_path, "--metrics-port", "0")
     agent_id = joined(api, pool_id, agent)
     name = f"ws-{secrets.token_hex(3)}"
     ws_id = api.create_workspace(ORG, name, pool_id=pool_id)
@@ -174,6 +196,29 @@ def test_the_terraform_cli_applies_through_an_agent_process(
     log = agent.log_text()
     assert run["id"] in log and "job ended" in log, log
     assert token not in log and "tpod." not in log, log
+    # Its own /metrics (--metrics-port): the run's two jobs, once it has counted the apply's
+    # end (the run is applied while the agent still reads the server's answer).
+    finished = ("terrapod_agent_jobs_reported_total", frozenset({("outcome", "finished")}))
+
+    def both_jobs_counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        scraped = scrape_metrics(agent)
+        return scraped if scraped.get(finished) == 2 else None
+
+    metrics = wait_until(
+        both_jobs_counted,
+        timeout=DEADLINE_SECONDS,
+        what="the agent counted both jobs",
+        describe=agent.log_tail,
+    )
+    for phase in ("plan", "apply"):
+        assert metrics[("terrapod_agent_jobs_claimed_total", frozenset({("phase", phase)}))] == 1
+    assert metrics[("terrapod_agent_jobs_running", frozenset())] == 0
+    assert metrics[("terrapod_agent_capacity", frozenset())] == 1
+    info = {("agent_id", agent_id), ("pool_id", pool_id), ("version", __version__)}
+    assert metrics[("terrapod_agent_info", frozenset(info))] == 1
+    expiry = metrics[("terrapod_agent_credential_expiry_timestamp_seconds", frozenset())]
+    assert expiry > metrics[("terrapod_agent_last_heartbeat_timestamp_seconds", frozenset())] > 0
+    assert not any(name.startswith("terrapod_http_") for name, _ in metrics)  # not the server's
 
 
 def test_sigterm_hands_back_a_plan_and_lets_an_apply_finish(

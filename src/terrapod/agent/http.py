@@ -77,10 +77,16 @@ class Backoff:
 
     initial_seconds: float = 0.25
     cap_seconds: float = 5.0
+    on_retry: Callable[[], None] | None = field(default=None, compare=False)
+    """Called once for every retried attempt (the agent's retry counter)."""
 
     def delay(self, attempt: int) -> float:
         bound = min(self.cap_seconds, self.initial_seconds * 2.0 ** min(attempt, 30))
         return bound / 2 + random.uniform(0, bound / 2)  # noqa: S311 - jitter, not secrets
+
+    def retrying(self) -> None:
+        if self.on_retry is not None:
+            self.on_retry()
 
 
 def timeouts(read_seconds: float = _READ_TIMEOUT_SECONDS) -> httpx.Timeout:
@@ -145,6 +151,7 @@ async def send(
             reason = f"HTTP {response.status_code}"
         delay = max(backoff.delay(attempt), _retry_after(response))
         log.warning("server unavailable, retrying", call=what, reason=reason, delay=round(delay, 2))
+        backoff.retrying()
         await asyncio.sleep(delay)
         attempt += 1
 
@@ -182,6 +189,8 @@ class Joined:
     credential: str = field(repr=False)
     credential_expires_at: datetime
     heartbeat_seconds: float = 10.0
+    pool_id: str | None = None
+    """None: a server's built-in agent."""
 
 
 Joiner = Callable[[], Awaitable[Joined]]
@@ -227,6 +236,7 @@ def joined_from(body: Any) -> Joined:
             credential=str(body["credential"]),
             credential_expires_at=parse_time(body["credential_expires_at"]),
             heartbeat_seconds=float(body.get("heartbeat_seconds") or 10.0),
+            pool_id=str(body["pool_id"]) if body.get("pool_id") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"join answer: {exc}") from None
@@ -243,7 +253,8 @@ class ListenerClient:
     """The agent process's side of the listener routes, with its current credential.
 
     A 401 on a listener route means the credential expired or was replaced: the client joins
-    again (same name, so the same agent id) and repeats the call once.
+    again (same name, so the same agent id) and repeats the call once. ``job_backoff`` is the
+    back-off of the job clients it makes (default: ``backoff``).
     """
 
     def __init__(
@@ -252,10 +263,12 @@ class ListenerClient:
         joiner: Joiner,
         *,
         backoff: Backoff | None = None,
+        job_backoff: Backoff | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.http = http
         self.backoff = backoff or Backoff()
+        self.job_backoff = job_backoff or self.backoff
         self._joiner = joiner
         self._joined: Joined | None = None
         self._expires_at: datetime | None = None
@@ -271,6 +284,11 @@ class ListenerClient:
     @property
     def heartbeat_seconds(self) -> float:
         return self._joined.heartbeat_seconds if self._joined else 10.0
+
+    @property
+    def credential_expires_at(self) -> datetime | None:
+        """The current credential's expiry (None before the agent joined)."""
+        return self._expires_at
 
     async def join(self) -> Joined:
         joined = await self._joiner()
@@ -388,7 +406,7 @@ class ListenerClient:
             )
 
     def job(self, ticket: JobTicket) -> JobClient:
-        return JobClient(self.http, ticket, backoff=self.backoff)
+        return JobClient(self.http, ticket, backoff=self.job_backoff)
 
 
 # -- one job -------------------------------------------------------------------------------------
@@ -537,6 +555,7 @@ class JobClient:
                 reason = type(exc).__name__
             delay = self.backoff.delay(attempt)
             log.warning("server unavailable, retrying", call=f"{name} download", reason=reason)
+            self.backoff.retrying()
             await asyncio.sleep(delay)
             attempt += 1
 

@@ -19,11 +19,12 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from terrapod import __version__
 from terrapod.agent.executor import Executor
 from terrapod.agent.http import RUNS_NEXT_WAIT_SECONDS, JobClient, ListenerClient, Unauthorized
 from terrapod.agent.ticket import JobTicket
 from terrapod.observability.logging import get_logger
-from terrapod.observability.metrics import Metrics
+from terrapod.observability.metrics import AgentMetrics
 from terrapod.runner.spec import JobControl, JobResult
 
 log = get_logger("terrapod.agent")
@@ -49,12 +50,14 @@ class Agent:
         concurrency: int,
         poll_wait: float = RUNS_NEXT_WAIT_SECONDS,
         abandon_poll_on_stop: bool = False,
-        metrics: Metrics | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         """``abandon_poll_on_stop``: at shutdown, cancel a ``runs/next`` long poll in flight
         instead of waiting for its answer. Only for the built-in agent, whose requests run
         in its own process (the cancel reaches the handler); a remote server would go on
-        and claim a job nobody takes, which then waits for the heartbeat timeout."""
+        and claim a job nobody takes, which then waits for the heartbeat timeout.
+        ``metrics``: what the loop counts (the HTTP client's retries are counted by the
+        ``on_retry`` of its :class:`~terrapod.agent.http.Backoff`)."""
         self.listener = listener
         self.executor = executor
         self.concurrency = concurrency
@@ -67,6 +70,9 @@ class Agent:
         self._stop_requests = 0
         self._finished = asyncio.Event()
         self._refused: Unauthorized | None = None
+        if metrics is not None:
+            metrics.capacity.set(concurrency)
+            metrics.credential_expiry.set_function(self._credential_expiry)
 
     @property
     def running_jobs(self) -> list[JobTicket]:
@@ -110,7 +116,20 @@ class Agent:
         been reported. Raises :class:`~terrapod.agent.http.Unauthorized` when the server
         refuses to let the agent join."""
         try:
-            await self.listener.join()
+            try:
+                joined = await self.listener.join()
+            except Exception:
+                self._count_failure("listener")
+                raise
+            if self._metrics is not None:
+                self._metrics.last_heartbeat.set_to_current_time()
+                self._metrics.info.info(
+                    {
+                        "agent_id": joined.agent_id,
+                        "pool_id": joined.pool_id or "builtin",
+                        "version": __version__,
+                    }
+                )
             beating = asyncio.create_task(self._listener_heartbeat(), name="listener heartbeat")
             try:
                 await self._claim_until_stopped()
@@ -153,11 +172,13 @@ class Agent:
                 # The agent token was revoked or the pool deleted: finish what runs, then
                 # end (run() raises it).
                 log.error("the server refused the agent", error=str(exc))
+                self._count_failure("listener")
                 self._refused = exc
                 self.request_stop()
                 return
             except Exception as exc:  # noqa: BLE001 - one bad answer; the loop goes on
                 log.warning("claiming a job failed", error=str(exc)[:300])
+                self._count_failure("listener")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), _CLAIM_PAUSE_SECONDS)
                 continue
@@ -188,6 +209,8 @@ class Agent:
             running.handing_back = True
             running.control.force.set()
         self._running[ticket.job_id] = running
+        if self._metrics is not None:
+            self._metrics.jobs_claimed.labels(ticket.phase).inc()
         running.task = asyncio.create_task(self._run_job(running), name=f"job {ticket.job_id}")
 
     async def _run_job(self, running: _Running) -> None:
@@ -195,7 +218,7 @@ class Agent:
         log.info("job started", job=ticket.job_id, run=ticket.run_id, phase=ticket.phase)
         started = time.monotonic()
         if self._metrics is not None:
-            self._metrics.agent_jobs_running.inc()
+            self._metrics.jobs_running.inc()
         result: JobResult | None
         try:
             if running.handing_back:
@@ -205,7 +228,8 @@ class Agent:
         except Exception as exc:
             log.exception("the executor failed", job=ticket.job_id)
             result = JobResult(outcome="errored", error=f"the agent failed: {type(exc).__name__}")
-        outcome: str = "reported by the job" if result is None else result.outcome
+        outcome: str = "reported_by_job" if result is None else result.outcome
+        reported = False
         try:
             job = self.listener.job(ticket)
             if result is not None and running.handing_back and result.outcome != "finished":
@@ -213,16 +237,20 @@ class Agent:
                 await job.hand_back()
             elif result is not None:
                 await job.finish(result)
+            reported = True
         except Exception:
             log.exception("reporting a job's end failed", job=ticket.job_id)
+            self._count_failure("job")
         finally:
             self._running.pop(ticket.job_id, None)
             self._slot_free.set()
             if self._metrics is not None:
-                self._metrics.agent_jobs_running.dec()
-                self._metrics.agent_job_duration.labels(ticket.phase, outcome).observe(
+                self._metrics.jobs_running.dec()
+                self._metrics.job_duration.labels(ticket.phase, outcome).observe(
                     time.monotonic() - started
                 )
+                if reported:
+                    self._metrics.jobs_reported.labels(outcome).inc()
         log.info("job ended", job=ticket.job_id, run=ticket.run_id, outcome=outcome)
 
     async def _listener_heartbeat(self) -> None:
@@ -232,10 +260,22 @@ class Agent:
                 await self.listener.heartbeat(
                     capacity=self.concurrency, active_jobs=len(self._running)
                 )
+                if self._metrics is not None:
+                    self._metrics.last_heartbeat.set_to_current_time()
                 if self.listener.renewal_due():
                     await self.listener.renew()
             except Exception as exc:  # noqa: BLE001 - a missed beat; the next one may do
                 log.warning("listener heartbeat failed", error=str(exc)[:300])
+                self._count_failure("listener")
+
+    def _count_failure(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.server_calls_failed.labels(kind).inc()
+
+    def _credential_expiry(self) -> float:
+        """Read at a scrape: the credential changes on joins, renewals and heartbeats."""
+        expires = self.listener.credential_expires_at
+        return expires.timestamp() if expires is not None else 0.0
 
 
 async def run_one_job(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 
 class Metrics:
@@ -36,18 +36,8 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
-        self.agent_jobs_running = Gauge(
-            "terrapod_agent_jobs_running",
-            "Jobs the built-in agent is running now",
-            registry=self.registry,
-        )
-        self.agent_job_duration = Histogram(
-            "terrapod_agent_job_duration_seconds",
-            "Time the built-in agent spent on a job, by phase and outcome",
-            ["phase", "outcome"],
-            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-            registry=self.registry,
-        )
+        # The built-in agent's (a `terrapod agent` process has its own registry, cli.py).
+        self.agent = AgentMetrics(self.registry)
         # Per agent pool ("builtin": the servers' built-in agents), refreshed from the
         # database every few seconds by a background task (terrapod.app), never on a scrape.
         pool_labels = ["pool", "pool_name", "organization"]
@@ -92,6 +82,74 @@ class Metrics:
             self.pool_capacity.labels(*labels).set(row.capacity)
             self.pool_jobs_active.labels(*labels).set(row.active_jobs)
             self.pool_jobs_queued.labels(*labels).set(row.queued_jobs)
+
+
+class AgentMetrics:
+    """One agent's metrics (docs/usage/agents.md, "Metrics"), updated by
+    :class:`terrapod.agent.loop.Agent` and its HTTP client's retries. The built-in agent's go on
+    the server's registry (its /metrics); a ``terrapod agent`` process serves a registry of its
+    own (``--metrics-port``). Counters and gauges only: nothing here costs a job any time."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs_running = Gauge(
+            "terrapod_agent_jobs_running", "Jobs the agent is running now", registry=registry
+        )
+        self.job_duration = Histogram(
+            "terrapod_agent_job_duration_seconds",
+            "Time the agent spent on a job, by phase and outcome",
+            ["phase", "outcome"],
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=registry,
+        )
+        self.capacity = Gauge(
+            "terrapod_agent_capacity", "Jobs the agent runs at once at most", registry=registry
+        )
+        self.jobs_claimed = Counter(
+            "terrapod_agent_jobs_claimed",
+            "Jobs the agent claimed, by phase",
+            ["phase"],
+            registry=registry,
+        )
+        self.jobs_reported = Counter(
+            "terrapod_agent_jobs_reported",
+            "Job ends the agent reported, by outcome (handed_back included; "
+            "reported_by_job: the job reported itself, e.g. a Kubernetes pod)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.server_calls_failed = Counter(
+            "terrapod_agent_server_calls_failed",
+            "Calls to the server that failed for good (refused or unreadable answers): "
+            "listener (join, heartbeat, renew, claim) or job (reporting a job's end)",
+            ["kind"],
+            registry=registry,
+        )
+        self.server_retries = Counter(
+            "terrapod_agent_server_retries",
+            "Calls to the server retried because it was unreachable or answered 5xx or 429, "
+            "by kind: listener (join, heartbeat, renew, claim) or job (the job routes and files)",
+            ["kind"],
+            registry=registry,
+        )
+        self.last_heartbeat = Gauge(
+            "terrapod_agent_last_heartbeat_timestamp_seconds",
+            "When the server last answered the agent's listener heartbeat (or its join)",
+            registry=registry,
+        )
+        self.credential_expiry = Gauge(
+            "terrapod_agent_credential_expiry_timestamp_seconds",
+            "When the agent's current credential expires (0 before it joined)",
+            registry=registry,
+        )
+        self.info = Info(
+            "terrapod_agent",
+            "The agent, once joined: its agent id, its pool id (builtin: a server's built-in "
+            "agent) and Terrapod's version",
+            registry=registry,
+        )
+        for kind in ("listener", "job"):  # the series exist from the start, at 0
+            self.server_calls_failed.labels(kind)
+            self.server_retries.labels(kind)
 
 
 class PoolNumbers(Protocol):
