@@ -435,14 +435,183 @@ async def test_member_cannot_point_a_workspace_it_does_not_administer_at_a_pool(
     assert r.status_code == 403
 
 
-async def test_organization_default_mode_agent_is_refused(admin: httpx.AsyncClient) -> None:
+# -- the organization's default agent pool -------------------------------------------------
+
+ORG = "/api/v2/organizations/default"
+
+
+def org_defaults(
+    mode: str | None = None, pool_id: str | bool | None = False, *, attribute: bool = False
+) -> dict[str, Any]:
+    """An organization PATCH body; ``pool_id`` False leaves the pool out, None sends null."""
+    data: dict[str, Any] = {"type": "organizations", "attributes": {}}
+    if mode is not None:
+        data["attributes"]["default-execution-mode"] = mode
+    if pool_id is not False:
+        if attribute:
+            data["attributes"]["default-agent-pool-id"] = pool_id
+        else:
+            ref = None if pool_id is None else {"type": "agent-pools", "id": pool_id}
+            data["relationships"] = {"default-agent-pool": {"data": ref}}
+    return {"data": data}
+
+
+async def test_default_mode_agent_needs_an_organization_scoped_pool_of_the_organization(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    r = await admin.patch(ORG, json=org_defaults("agent"))
+    assert r.status_code == 422
+    assert pointer(r) == "/data/relationships/default-agent-pool"
+    assert "needs a default-agent-pool" in detail(r)
+    other = await make_org(app)
+    r = await admin.post(f"/api/v2/organizations/{other}/agent-pools", json=pool_body("theirs"))
+    r = await admin.patch(ORG, json=org_defaults("agent", r.json()["data"]["id"]))
+    assert r.status_code == 422
+    assert "not found in the organization" in detail(r)
+    r = await admin.patch(ORG, json=org_defaults("agent", "not-an-id"))
+    assert r.status_code == 422
+    scoped = await make_pool(admin, "scoped", **{"organization-scoped": False})
+    r = await admin.patch(ORG, json=org_defaults("agent", scoped["id"]))
+    assert r.status_code == 422
+    assert "not organization-scoped" in detail(r)
     r = await admin.patch(
-        "/api/v2/organizations/default",
-        json={"data": {"type": "organizations", "attributes": {"default-execution-mode": "agent"}}},
+        ORG,
+        json={
+            "data": {
+                "type": "organizations",
+                "attributes": {"default-execution-mode": "agent"},
+                "relationships": {
+                    "default-agent-pool": {"data": {"type": "workspaces", "id": "x"}}
+                },
+            }
+        },
     )
     assert r.status_code == 422
-    assert pointer(r) == "/data/attributes/default-execution-mode"
-    assert "agent-pool-id on each workspace" in detail(r)
+    assert pointer(r) == "/data/relationships/default-agent-pool/data/type"
+    shown = (await admin.get(ORG)).json()["data"]
+    assert shown["attributes"]["default-execution-mode"] == "remote"
+    assert shown["relationships"]["default-agent-pool"]["data"] is None
+
+
+async def test_pool_without_default_mode_agent_is_refused(admin: httpx.AsyncClient) -> None:
+    pool = await make_pool(admin, "p")
+    r = await admin.patch(ORG, json=org_defaults(None, pool["id"]))
+    assert r.status_code == 422
+    assert "needs default-execution-mode agent" in detail(r)
+    r = await admin.patch(ORG, json=org_defaults("local", pool["id"], attribute=True))
+    assert r.status_code == 422
+    assert "needs default-execution-mode agent" in detail(r)
+
+
+async def test_default_pool_goes_to_new_workspaces_and_switching_away_clears_it(
+    admin: httpx.AsyncClient,
+) -> None:
+    pool = await make_pool(admin, "default-pool")
+    r = await admin.patch(ORG, json=org_defaults("agent", pool["id"]))
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["attributes"]["default-execution-mode"] == "agent"
+    assert data["relationships"]["default-agent-pool"]["data"] == {
+        "type": "agent-pools",
+        "id": pool["id"],
+    }
+    # Other settings change without repeating the pool.
+    r = await admin.patch(
+        ORG, json={"data": {"type": "organizations", "attributes": {"session-timeout": 60}}}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["relationships"]["default-agent-pool"]["data"]["id"] == pool["id"]
+
+    # A workspace created without an execution mode (or with agent and no pool) takes both.
+    ws_path = "/api/v2/organizations/default/workspaces"
+    for name, attrs in (("plain", {}), ("agent-no-pool", {"execution-mode": "agent"})):
+        body = {"data": {"type": "workspaces", "attributes": {"name": name, **attrs}}}
+        r = await admin.post(ws_path, json=body)
+        assert r.status_code == 201, r.text
+        created = r.json()["data"]
+        assert created["attributes"]["execution-mode"] == "agent"
+        assert created["relationships"]["agent-pool"]["data"]["id"] == pool["id"]
+    # An explicit mode or pool wins over the organization's.
+    other = await make_pool(admin, "other")
+    body = {
+        "data": {
+            "type": "workspaces",
+            "attributes": {"name": "own-pool", "agent-pool-id": other["id"]},
+        }
+    }
+    r = await admin.post(ws_path, json=body)
+    assert r.json()["data"]["relationships"]["agent-pool"]["data"]["id"] == other["id"]
+    body = {
+        "data": {"type": "workspaces", "attributes": {"name": "loc", "execution-mode": "local"}}
+    }
+    r = await admin.post(ws_path, json=body)
+    assert r.json()["data"]["attributes"]["execution-mode"] == "local"
+    assert r.json()["data"]["relationships"]["agent-pool"]["data"] is None
+
+    # Switching the organization away from agent clears its pool; workspaces keep theirs.
+    r = await admin.patch(ORG, json=org_defaults("remote"))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["relationships"]["default-agent-pool"]["data"] is None
+    r = await admin.post(
+        ws_path, json={"data": {"type": "workspaces", "attributes": {"name": "later"}}}
+    )
+    assert r.json()["data"]["attributes"]["execution-mode"] == "remote"
+    # Back to agent needs the pool again.
+    r = await admin.patch(ORG, json=org_defaults("agent"))
+    assert r.status_code == 422
+
+
+async def test_pytfe_attribute_form_and_conflicting_forms(admin: httpx.AsyncClient) -> None:
+    one = await make_pool(admin, "one")
+    two = await make_pool(admin, "two")
+    r = await admin.patch(ORG, json=org_defaults("agent", one["id"], attribute=True))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["relationships"]["default-agent-pool"]["data"]["id"] == one["id"]
+    body = org_defaults("agent", two["id"])
+    body["data"]["attributes"]["default-agent-pool-id"] = one["id"]
+    r = await admin.patch(ORG, json=body)
+    assert r.status_code == 422
+    assert "name different pools" in detail(r)
+    # pytfe's reset: remote with an explicit null pool.
+    body = org_defaults("remote", None, attribute=True)
+    r = await admin.patch(ORG, json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["relationships"]["default-agent-pool"]["data"] is None
+
+
+async def test_default_pool_cannot_be_deleted_or_scoped(admin: httpx.AsyncClient) -> None:
+    pool = await make_pool(admin, "keep")
+    assert (await admin.patch(ORG, json=org_defaults("agent", pool["id"]))).status_code == 200
+    r = await admin.delete(f"/api/v2/agent-pools/{pool['id']}")
+    assert r.status_code == 409
+    assert "default agent pool of organization default" in detail(r)
+    r = await admin.patch(
+        f"/api/v2/agent-pools/{pool['id']}", json=pool_body(**{"organization-scoped": False})
+    )
+    assert r.status_code == 409
+    assert pointer(r) == "/data/attributes/organization-scoped"
+    assert (await admin.patch(ORG, json=org_defaults("local"))).status_code == 200
+    assert (await admin.delete(f"/api/v2/agent-pools/{pool['id']}")).status_code == 204
+
+
+async def test_members_cannot_set_the_default_pool(app: FastAPI, admin: httpx.AsyncClient) -> None:
+    pool = await make_pool(admin, "p")
+    member = await make_user(app, organization="default", role="member")
+    async with member.client(app) as client:
+        r = await client.patch(ORG, json=org_defaults("agent", pool["id"]))
+    assert r.status_code == 403
+
+
+async def test_new_organization_cannot_start_with_default_mode_agent(
+    admin: httpx.AsyncClient,
+) -> None:
+    pool = await make_pool(admin, "p")
+    body = org_defaults("agent", pool["id"])
+    body["data"]["attributes"].update(name="fresh", email="a@b.test")
+    r = await admin.post("/api/v2/organizations", json=body)
+    assert r.status_code == 422
+    assert "not found in the organization" in detail(r)
+    assert (await admin.get("/api/v2/organizations/fresh")).status_code == 404
 
 
 # -- agents --------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The official Python SDK (pytfe 1.5.0) on agent pools and agent tokens, against a real
 server: pytfe's request building (``organization-scoped``, the ``allowed-workspaces``
 relationship, ``q``) and its decoding (``agent-count``, ``organization-scoped``, the
-relationships, the token shown once)."""
+relationships, the token shown once); the organization's default agent pool
+(``update_default_settings`` sends ``default-agent-pool-id``; reads take the
+``default-agent-pool`` relationship)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from pytfe.models import (
     AgentPoolListOptions,
     AgentPoolUpdateOptions,
     AgentTokenCreateOptions,
+    OrganizationDefaultSettingsUpdateOptions,
+    OrganizationUpdateOptions,
     WorkspaceCreateOptions,
 )
 
@@ -71,3 +75,44 @@ def test_agent_pool_create_list_update_tokens_delete(
     tfe.agent_pools.delete(pool.id)
     with pytest.raises(NotFound):
         tfe.agent_pools.read(pool.id)
+
+
+def test_organization_default_agent_pool(tfe: TFEClient) -> None:
+    pool = tfe.agent_pools.create(
+        ORG, AgentPoolCreateOptions(name=f"e2e-default-{secrets.token_hex(4)}")
+    )
+    workspace = None
+    try:
+        settings = tfe.organizations.update_default_settings(
+            ORG,
+            OrganizationDefaultSettingsUpdateOptions(  # type: ignore[call-arg]
+                default_execution_mode="agent", default_agent_pool_id=pool.id
+            ),
+        )
+        assert (settings.default_execution_mode, settings.default_agent_pool_id) == (
+            "agent",
+            pool.id,
+        )
+        read = tfe.organizations.read_default_settings(ORG)
+        assert read.default_agent_pool_id == pool.id
+        assert tfe.organizations.read(ORG).default_agent_pool == {"id": pool.id}
+        # The general update sends the same attribute.
+        org = tfe.organizations.update(
+            ORG,
+            OrganizationUpdateOptions(  # type: ignore[call-arg]
+                default_execution_mode="agent", default_agent_pool_id=pool.id
+            ),
+        )
+        assert org.default_execution_mode == "agent"
+        # A new workspace takes the organization's mode and pool.
+        workspace = tfe.workspaces.create(
+            ORG, WorkspaceCreateOptions(name=f"e2e-dflt-{secrets.token_hex(4)}")
+        )
+        assert workspace.execution_mode == "agent"
+        assert workspace.agent_pool is not None and workspace.agent_pool.id == pool.id
+    finally:
+        reset = tfe.organizations.reset_default_settings(ORG)
+        assert (reset.default_execution_mode, reset.default_agent_pool_id) == ("remote", None)
+        if workspace is not None:
+            tfe.workspaces.delete_by_id(workspace.id)
+        tfe.agent_pools.delete(pool.id)

@@ -389,6 +389,13 @@ async def update_pool(
                 "organization-scoped cannot be null",
                 pointer="/data/attributes/organization-scoped",
             )
+        if not values["organization_scoped"] and org.default_agent_pool_id == pool.id:
+            # New workspaces get the default pool before anyone could allow them.
+            raise Conflict(
+                f"agent pool {pool.name} is the organization's default agent pool, which "
+                "must be organization-scoped; change the organization's default first",
+                pointer="/data/attributes/organization-scoped",
+            )
         pool.organization_scoped = values["organization_scoped"]
     if allowed_workspace_ids is not None:
         allowed = await _check_allowed_workspaces(session, org, allowed_workspace_ids)
@@ -405,10 +412,16 @@ async def delete_pool(
     *,
     cache: PrincipalCache | None = None,
 ) -> None:
-    """Delete the pool, its agent tokens and its agents. Refused while workspaces use it:
-    their runs would have nowhere to go. ``cache``: the token cache to empty, as every token
-    deletion does."""
-    pool, _ = await _pool(session, principal, pool_id, manage=True)
+    """Delete the pool, its agent tokens and its agents. Refused while workspaces use it
+    (their runs would have nowhere to go) and while it is its organization's default agent
+    pool (new workspaces would get a pool that is gone; organizations.default_agent_pool_id
+    has no foreign key). ``cache``: the token cache to empty, as every token deletion does."""
+    pool, org = await _pool(session, principal, pool_id, manage=True)
+    if org.default_agent_pool_id == pool.id:
+        raise Conflict(
+            f"agent pool {pool.name} is the default agent pool of organization {org.name}; "
+            "change the organization's default-execution-mode or default-agent-pool first"
+        )
     names = (
         (
             await session.execute(
@@ -446,7 +459,17 @@ async def on_agent_pool_use(session: AsyncSession, use: AgentPoolUse) -> None:
     )
     if pool is None or pool.organization_id != use.organization_id:
         use.allowed = False
-        use.reason = f"agent pool {use.pool_id} not found in the workspace's organization"
+        owner = "organization" if use.organization_default else "workspace's organization"
+        use.reason = f"agent pool {use.pool_id} not found in the {owner}"
+        return
+    if use.organization_default:
+        # Every new workspace gets the default pool, before a pool could allow it by name.
+        use.allowed = pool.organization_scoped
+        if not pool.organization_scoped:
+            use.reason = (
+                f"agent pool {pool.name} is not organization-scoped, so new workspaces could "
+                "not use it; make it organization-scoped first"
+            )
         return
     if pool.organization_scoped:
         use.allowed = True

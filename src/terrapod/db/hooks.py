@@ -61,11 +61,14 @@ class AgentPoolUse:
     """The subject of ``agent_pool_use``, a question the workspaces domain asks before a
     workspace runs on an agent pool: may workspace ``workspace_id`` (None: one being created)
     of organization ``organization_id`` use pool ``pool_id``? The reaction (the agent pools
-    domain) sets ``allowed`` and, when refusing, ``reason``. Nobody answering means no."""
+    domain) sets ``allowed`` and, when refusing, ``reason``. Nobody answering means no.
+    The organizations domain asks it too, with ``organization_default`` set, before the pool
+    becomes the organization's default agent pool (the one new workspaces get)."""
 
     organization_id: str
     workspace_id: str | None
     pool_id: str
+    organization_default: bool = False
     allowed: bool | None = None
     reason: str = ""
 
@@ -93,7 +96,8 @@ class Hooks:
     # (session, JobFinished) when an agent reports a job's end, before the run moves on
     # (Terraform actions record what the engine planned and invoked)
     job_finished: list[Hook] = field(default_factory=list)
-    # (session, AgentPoolUse) before a workspace is set to run on an agent pool
+    # (session, AgentPoolUse) before a workspace is set to run on an agent pool, or a pool
+    # becomes an organization's default
     agent_pool_use: list[Hook] = field(default_factory=list)
 
 

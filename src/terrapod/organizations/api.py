@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from terrapod.deps import PrincipalDep, SessionDep
+from terrapod.errors import Invalid
 from terrapod.jsonapi.documents import document, no_content
 from terrapod.jsonapi.models import (
     BODY_ERRORS,
@@ -19,7 +22,7 @@ from terrapod.jsonapi.models import (
 )
 from terrapod.jsonapi.openapi import jsonapi_body
 from terrapod.jsonapi.pagination import page_params, pagination
-from terrapod.jsonapi.parsing import parse_resource
+from terrapod.jsonapi.parsing import Parsed, parse_resource, relationship_id
 from terrapod.organizations import service
 from terrapod.organizations.schemas import (
     EntitlementSetDocument,
@@ -38,6 +41,28 @@ router = APIRouter(
 )
 
 TYPES = {"organizations", "organization"}
+
+
+def _values(body: Parsed[OrganizationAttributes], *, unset: bool) -> dict[str, Any]:
+    """The attributes sent (``unset``: those sent, nulls included; else those not null),
+    with the default-agent-pool relationship as ``default_agent_pool_id``."""
+    attributes = body.attributes
+    values = (
+        attributes.model_dump(exclude_unset=True)
+        if unset
+        else attributes.model_dump(exclude_none=True)
+    )
+    if "default-agent-pool" in body.relationships:
+        # TFE takes the pool as the default-agent-pool relationship; pytfe as an attribute.
+        pool = relationship_id(body.relationships, "default-agent-pool", "agent-pools")
+        if "default-agent-pool-id" in body.sent and attributes.default_agent_pool_id != pool:
+            raise Invalid(
+                "default-agent-pool-id and the default-agent-pool relationship name "
+                "different pools",
+                pointer="/data/relationships/default-agent-pool",
+            )
+        values["default_agent_pool_id"] = pool
+    return values
 
 
 @router.get(
@@ -70,7 +95,7 @@ async def create_organization(
     request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     body = await parse_resource(request, OrganizationAttributes, types=TYPES)
-    org = await service.create(session, principal, body.attributes.model_dump(exclude_none=True))
+    org = await service.create(session, principal, _values(body, unset=False))
     return document(serialize(org, principal), status_code=201)
 
 
@@ -95,8 +120,7 @@ async def update_organization(
 ) -> Response:
     body = await parse_resource(request, OrganizationAttributes, types=TYPES)
     org = await service.get_by_name(session, principal, name)
-    values = body.attributes.model_dump(exclude_unset=True)
-    org = await service.update(session, principal, org, values)
+    org = await service.update(session, principal, org, _values(body, unset=True))
     return document(serialize(org, principal))
 
 

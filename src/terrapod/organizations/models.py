@@ -28,6 +28,10 @@ class Organization(Base, Timestamps):
     )
     assessments_enforced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # TFE's default-agent-pool: the pool new workspaces get when default_execution_mode is
+    # "agent" (set only then). No foreign key (migration 0013 says why): the agent pools
+    # domain refuses to delete a pool that is an organization's default.
+    default_agent_pool_id: Mapped[str | None] = mapped_column(IdColumn(), nullable=True)
 
 
 class Membership(Base, Timestamps):

@@ -42,7 +42,17 @@ class OrganizationAttributes(Attributes):
         default=None,
         json_schema_extra={
             "enum": ["remote", "local", "agent"],
-            "description": "agent is refused (422): organizations have no default agent pool",
+            "description": "agent needs a default agent pool (the default-agent-pool "
+            "relationship, or default-agent-pool-id)",
+        },
+    )
+    # pytfe sends the pool this way; TFE documents the default-agent-pool relationship, which
+    # the router also takes (api.py).
+    default_agent_pool_id: str | None = Field(
+        default=None,
+        json_schema_extra={
+            "description": "The organization's default agent pool (apool-…), with "
+            "default-execution-mode agent; also accepted as the default-agent-pool relationship"
         },
     )
     allow_force_delete_workspaces: bool | Omitted = None
@@ -176,7 +186,7 @@ def serialize(org: Organization, principal: Principal) -> Resource:
         org.name,
         attributes,
         relationships={
-            "default-agent-pool": ref("agent-pools", None),
+            "default-agent-pool": ref("agent-pools", org.default_agent_pool_id),
             "entitlement-set": ref("entitlement-sets", org.id),
             "subscription": ref("subscriptions", None),
         },

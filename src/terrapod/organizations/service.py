@@ -13,16 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.access.permissions import Action, authorize, can
 from terrapod.access.principal import Principal
-from terrapod.db.hooks import fire
+from terrapod.db.hooks import AgentPoolUse, fire
 from terrapod.db.ids import new_id
 from terrapod.errors import Conflict, Invalid, NotFound
 from terrapod.organizations.models import Membership, Organization
 from terrapod.users.service import validate_email
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-# "agent" is a workspace's mode only: an organization has no default agent pool (TFE's
-# default-agent-pool) to go with it, so its default mode is refused (docs/tfe-compatibility.md).
-EXECUTION_MODES = ("remote", "local")
+# "agent" goes with a default agent pool (default_agent_pool_id), which new workspaces get.
+EXECUTION_MODES = ("remote", "local", "agent")
+# The organization's default-agent-pool is TFE's relationship of that name; pytfe sends it as
+# the default-agent-pool-id attribute, which the router also accepts.
+POOL_POINTER = "/data/relationships/default-agent-pool"
 AUTH_POLICIES = ("password", "two_factor_mandatory")
 
 # The organization attributes a caller may set (domain names, not wire names).
@@ -37,6 +39,7 @@ SETTABLE = (
     "allow_force_delete_workspaces",
     "assessments_enforced",
     "external_id",
+    "default_agent_pool_id",
 )
 
 
@@ -74,12 +77,6 @@ def _validate(values: dict[str, Any]) -> None:
     if "email" in values:
         validate_email(values["email"])
     mode = values.get("default_execution_mode")
-    if mode == "agent":
-        raise Invalid(
-            "default-execution-mode agent is not supported (organizations have no default "
-            "agent pool); set execution-mode agent and agent-pool-id on each workspace instead",
-            pointer="/data/attributes/default-execution-mode",
-        )
     if mode is not None and mode not in EXECUTION_MODES:
         raise Invalid(
             f"default-execution-mode must be one of {', '.join(EXECUTION_MODES)}",
@@ -98,6 +95,50 @@ def _validate(values: dict[str, Any]) -> None:
                 f"{minutes.replace('_', '-')} must be between 1 and 20160 minutes",
                 pointer=f"/data/attributes/{minutes.replace('_', '-')}",
             )
+
+
+async def _settle_default_agent_pool(
+    session: AsyncSession, org: Organization, values: dict[str, Any], *, new: bool = False
+) -> None:
+    """Default execution mode ``agent`` needs a default agent pool: an organization-scoped
+    pool of this organization (the agent pools domain answers through the ``agent_pool_use``
+    hook, so this domain never imports it). Any other mode has none, so switching away from
+    ``agent`` clears it. ``values`` gets the pool to store (``default_agent_pool_id``) when
+    it changes. ``new``: ``org`` is being created (its columns are not set yet)."""
+    current_mode = None if new else org.default_execution_mode
+    current_pool = None if new else org.default_agent_pool_id
+    mode = values.get("default_execution_mode") or current_mode or "remote"
+    sent = "default_agent_pool_id" in values
+    if mode != "agent":
+        if values.get("default_agent_pool_id") is not None:
+            raise Invalid(
+                "default-agent-pool needs default-execution-mode agent (the organization's "
+                f"is {mode}); set default-execution-mode to agent, or leave the pool out",
+                pointer=POOL_POINTER,
+            )
+        if current_pool is not None or sent:
+            values["default_agent_pool_id"] = None
+        return
+    pool = values["default_agent_pool_id"] if sent else current_pool
+    if not pool:
+        raise Invalid(
+            "default-execution-mode agent needs a default-agent-pool: set the "
+            "default-agent-pool relationship (or default-agent-pool-id) to one of the "
+            "organization's agent pools",
+            pointer=POOL_POINTER,
+        )
+    if pool == current_pool and current_mode == "agent":
+        return
+    use = AgentPoolUse(
+        organization_id=org.id, workspace_id=None, pool_id=pool, organization_default=True
+    )
+    await fire(session, "agent_pool_use", use)
+    if not use.allowed:
+        raise Invalid(
+            use.reason or f"agent pool {pool} cannot be used (agent pools are not available)",
+            pointer=POOL_POINTER,
+        )
+    values["default_agent_pool_id"] = pool
 
 
 @dataclass(frozen=True)
@@ -182,9 +223,11 @@ async def create(
             raise Invalid(f"{required} is required", pointer=f"/data/attributes/{required}")
     _validate(values)
     await _ensure_name_free(session, values["name"])
-    org = Organization(
-        id=new_id("org"), **{k: v for k, v in values.items() if k in SETTABLE and v is not None}
-    )
+    org = Organization(id=new_id("org"))
+    await _settle_default_agent_pool(session, org, values, new=True)
+    for key, value in values.items():
+        if key in SETTABLE and value is not None:
+            setattr(org, key, value)
     session.add(org)
     await _flush(session)
     owner = owner_id or principal.user_id
@@ -204,6 +247,7 @@ async def update(
     _validate({k: v for k, v in values.items() if v is not None})
     if "name" in values and values["name"] != org.name:
         await _ensure_name_free(session, values["name"])
+    await _settle_default_agent_pool(session, org, values)
     for key, value in values.items():
         if key in SETTABLE:
             setattr(org, key, value)

@@ -173,8 +173,9 @@ async def _settle_agent_pool(
 ) -> None:
     """Execution mode ``agent`` needs a pool of the organization that the workspace may use
     (the agent pools domain answers through the ``agent_pool_use`` hook); any other mode
-    has no pool, so switching away from ``agent`` clears it. ``values`` gets the pool to
-    store (``agent_pool_id``) when it changes."""
+    has no pool, so switching away from ``agent`` clears it. A new workspace sent without a
+    pool gets the organization's default agent pool (TFE's default-agent-pool), if it has
+    one. ``values`` gets the pool to store (``agent_pool_id``) when it changes."""
     current_mode = workspace.execution_mode if workspace is not None else None
     current_pool = workspace.agent_pool_id if workspace is not None else None
     mode = values.get("execution_mode") or current_mode or org.default_execution_mode
@@ -190,6 +191,8 @@ async def _settle_agent_pool(
             values["agent_pool_id"] = None
         return
     pool = values["agent_pool_id"] if sent_pool else current_pool
+    if workspace is None and not sent_pool:
+        pool = org.default_agent_pool_id
     if not pool:
         raise Invalid(
             "execution-mode agent needs an agent pool: set agent-pool-id (or the agent-pool "
