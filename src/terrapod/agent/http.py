@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,8 @@ JSONAPI = "application/vnd.api+json"
 RUNS_NEXT_WAIT_SECONDS = 20.0
 LOG_BUFFER_BYTES = 1024 * 1024
 JOB_HEARTBEAT_WAIT_SECONDS = 10.0
+# A runs/next claim key: 16 random bytes, 22 URL-safe characters.
+CLAIM_KEY_BYTES = 16
 _CHUNK = 1024 * 1024
 # Longer than any long poll the server may hold a request for.
 _READ_TIMEOUT_SECONDS = 60.0
@@ -124,12 +128,12 @@ async def send(
     headers: Mapping[str, str] | None = None,
     json: object = None,
     content: Callable[[], Any] | bytes | None = None,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     read_timeout: float | None = None,
 ) -> httpx.Response:
     """One call, retried while the server is unreachable or answers 5xx or 429; returns the
     first other answer (read in full). ``content`` may be a function returning a fresh body
-    (an async iterator) for every attempt."""
+    (an async iterator) for every attempt, ``params`` one returning each attempt's query."""
     attempt = 0
     while True:
         body = content() if callable(content) else content
@@ -140,7 +144,7 @@ async def send(
                 url,
                 headers=headers,
                 content=orjson.dumps(json) if json is not None else body,
-                params=params,
+                params=params() if callable(params) else params,
                 timeout=timeouts(read_timeout) if read_timeout else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
@@ -364,12 +368,22 @@ class ListenerClient:
 
     async def next_job(self, wait: float = RUNS_NEXT_WAIT_SECONDS) -> JobTicket | None:
         """Claim the oldest queued job of the agent's pool, waiting up to ``wait`` seconds
-        for one. A claimed job whose answer cannot be read is reported ``errored``."""
+        for one. A claimed job whose answer cannot be read is reported ``errored``.
+
+        Every call is one poll with a claim key of its own, sent with each retry of it (and
+        the retry's number): when an answer is lost after the server claimed a job, the
+        retry gets that job again (docs/dev/agents.md, "Claim keys")."""
+        key = secrets.token_urlsafe(CLAIM_KEY_BYTES)
+        attempts = itertools.count()
+
+        def params() -> dict[str, Any]:
+            return {"wait": int(wait), "claim": key, "claim_attempt": next(attempts)}
+
         response = await self._call(
             "GET",
             "runs/next",
             what="runs/next",
-            params={"wait": int(wait)},
+            params=params,
             read_timeout=wait + _READ_TIMEOUT_SECONDS,
         )
         if response.status_code == 204:

@@ -24,6 +24,7 @@ from terrapod.errors import BadRequest, Invalid, PayloadTooLarge
 from terrapod.jsonapi.parsing import read_json
 from terrapod.runner.spec import JobResult
 from terrapod.runner.wire import WireError, result_from_dict
+from terrapod.runs import jobs
 from terrapod.timefmt import iso
 
 # Not in the OpenAPI document, which describes the TFE API for its clients: these routes are
@@ -36,6 +37,19 @@ PoolId = Annotated[str, Path(description="The agent pool (apool-…) of the agen
 RunsNextWait = Annotated[
     float,
     Query(ge=0, le=3600, description="Seconds to wait for a job (cut to the server's limit)"),
+]
+ClaimKeyParam = Annotated[
+    str | None,
+    Query(
+        min_length=22,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The agent's key for this poll, the same in every retry of it",
+    ),
+]
+ClaimAttempt = Annotated[
+    int,
+    Query(ge=0, le=1_000_000_000, description="Which retry of the poll this request is"),
 ]
 HeartbeatWait = Annotated[
     float,
@@ -137,11 +151,22 @@ async def renew(request: Request, session: SessionDep, agent_id: AgentId) -> Res
 
 
 @router.get("/api/v2/listeners/{agent_id}/runs/next", operation_id="listener_next_job")
-async def next_job(request: Request, agent_id: AgentId, wait: RunsNextWait = 0) -> Response:
+async def next_job(
+    request: Request,
+    agent_id: AgentId,
+    wait: RunsNextWait = 0,
+    claim: ClaimKeyParam = None,
+    claim_attempt: ClaimAttempt = 0,
+) -> Response:
     """Claim the oldest queued job of the agent's pool (long poll up to ``wait`` seconds):
-    200 with the job, 204 when none turned up."""
+    200 with the job, 204 when none turned up. A retry with the same ``claim`` key gets
+    the job the key claimed again, with a new run token."""
     ticket = await _service(request).next_job(
-        agent_id, bearer_token(request), wait, base_url(request)
+        agent_id,
+        bearer_token(request),
+        wait,
+        base_url(request),
+        jobs.ClaimKey(claim, claim_attempt) if claim is not None else None,
     )
     if ticket is None:
         return Response(status_code=204)

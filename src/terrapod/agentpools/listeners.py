@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -355,6 +356,9 @@ async def _nap(event: asyncio.Event, seconds: float) -> None:
 
 # -- jobs ------------------------------------------------------------------------------------
 
+# What a look answers when the poll's claim key is spent: the request answers 204 at once.
+_SPENT: Literal["spent"] = "spent"
+
 
 @dataclass(frozen=True)
 class JobAccess:
@@ -385,10 +389,20 @@ class Listeners:
     # -- runs/next ---------------------------------------------------------------------------
 
     async def next_job(
-        self, agent_id: str, credential: str | None, wait: float, base_url: str
+        self,
+        agent_id: str,
+        credential: str | None,
+        wait: float,
+        base_url: str,
+        claim: jobs.ClaimKey | None = None,
     ) -> dict[str, Any] | None:
         """Claim the oldest queued job of the agent's pool, waiting up to ``wait`` seconds
-        for one; the ``runs/next`` answer, or None when none turned up."""
+        for one; the ``runs/next`` answer, or None when none turned up.
+
+        With a claim key (docs/dev/agents.md, "Claim keys"): a running job this agent
+        claimed with the key is answered again (with a new run token) when this request is
+        the poll's latest attempt; an earlier attempt, or a key whose job has ended, is
+        answered None at once. Without one, every poll claims anew (older agents)."""
         wait = min(max(wait, 0.0), self._settings.agents.runs_next_max_wait_seconds)
         deadline = time.monotonic() + wait
         async with self._sessionmaker() as session:
@@ -402,45 +416,58 @@ class Listeners:
             look = True
             while True:
                 if look:
-                    ticket = await self._claim(agent_id, credential, base_url)
+                    ticket = await self._claim(agent_id, credential, base_url, claim)
+                    if ticket == _SPENT:
+                        return None
                     if ticket is not None:
                         return ticket
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 await _nap(woken, min(remaining, self._settings.agents.poll_seconds))
-                # Woken, or time for the cheap look for jobs other servers queued.
-                look = await self._anything_queued(pool_id)
+                # Woken, or time for the cheap look for jobs other servers queued (or another
+                # attempt of this poll claimed with its key: that job is answered here too).
+                look = await self._anything_queued(pool_id, agent_id, claim)
 
-    async def _anything_queued(self, pool_id: str | None) -> bool:
+    async def _anything_queued(
+        self, pool_id: str | None, agent_id: str, claim: jobs.ClaimKey | None
+    ) -> bool:
+        """Read only: a queued job of the pool, or a job claimed with the poll's key."""
         in_pool = Job.pool_id.is_(None) if pool_id is None else Job.pool_id == pool_id
+        worth_a_look = and_(Job.status == "queued", in_pool)
+        if claim is not None:
+            worth_a_look = or_(
+                worth_a_look, and_(Job.agent_id == agent_id, Job.claim_key == claim.key)
+            )
         async with self._sessionmaker() as session:
-            found = (
-                await session.execute(
-                    select(Job.id).where(Job.status == "queued", in_pool).limit(1)
-                )
-            ).first()
+            found = (await session.execute(select(Job.id).where(worth_a_look).limit(1))).first()
         return found is not None
 
     async def _claim(
-        self, agent_id: str, credential: str | None, base_url: str
-    ) -> dict[str, Any] | None:
+        self,
+        agent_id: str,
+        credential: str | None,
+        base_url: str,
+        claim: jobs.ClaimKey | None,
+    ) -> dict[str, Any] | Literal["spent"] | None:
+        """One look: the job the claim key already holds, else a newly claimed one; None
+        when there is none yet, :data:`_SPENT` when this poll must answer 204 now."""
         while True:
-            async with write_transaction(self._sessionmaker) as session:
-                agent = await authenticate(session, agent_id, credential)
-                claimed = await jobs.claim_job(session, agent.id, agent.pool_id)
-                if claimed is None:
-                    return None
-                token = await runtokens.mint(
-                    session,
-                    run_id=claimed.run.id,
-                    job_id=claimed.job.id,
-                    phase=claimed.job.phase,
-                    workspace_id=claimed.workspace.id,
-                    organization_id=claimed.organization.id,
-                    lifetime=self._token_lifetime(),
-                )
-                state_key = await self._state_key(session, claimed)
+            try:
+                async with write_transaction(self._sessionmaker) as session:
+                    agent = await authenticate(session, agent_id, credential)
+                    claimed = await self._claim_in(session, agent, claim)
+                    if claimed is None or claimed == _SPENT:
+                        return claimed
+                    token = await self._mint(session, claimed)
+                    state_key = await self._state_key(session, claimed)
+            except IntegrityError:
+                # PostgreSQL: another attempt of this poll claimed a job with the same key
+                # at the same moment (the unique index ux_jobs_agent_claim_key); look again.
+                if claim is None:
+                    raise
+                log.info("two requests of one poll claimed at once", agent=agent_id)
+                continue
             try:
                 async with self._sessionmaker() as session:
                     variables = await values_for_run(session, self._box, claimed.workspace.id)
@@ -468,8 +495,42 @@ class Listeners:
                 "agent_id": agent_id,
             }
 
+    async def _claim_in(
+        self, session: AsyncSession, agent: Agent, claim: jobs.ClaimKey | None
+    ) -> jobs.ClaimedJob | Literal["spent"] | None:
+        if claim is not None:
+            earlier = await jobs.job_of_claim(session, agent.id, claim.key)
+            if earlier is not None:
+                if earlier.status != "running" or claim.attempt < (earlier.claim_attempt or 0):
+                    # The job ended (the key is spent), or a later attempt of the poll was
+                    # answered with it: this request is one nobody waits for any more.
+                    return _SPENT
+                await runtokens.revoke_for_job(session, earlier.run_id, earlier.id)
+                return await jobs.reclaimed(session, earlier, claim.attempt)
+        return await jobs.claim_job(session, agent.id, agent.pool_id, claim)
+
+    async def _mint(
+        self, session: AsyncSession, claimed: jobs.ClaimedJob
+    ) -> runtokens.MintedRunToken:
+        return await runtokens.mint(
+            session,
+            run_id=claimed.run.id,
+            job_id=claimed.job.id,
+            phase=claimed.job.phase,
+            workspace_id=claimed.workspace.id,
+            organization_id=claimed.organization.id,
+            lifetime=self._token_lifetime(),
+        )
+
     async def _fail_claimed(self, claimed: jobs.ClaimedJob, agent_id: str, reason: str) -> None:
         async with write_transaction(self._sessionmaker) as session:
+            # Nobody was answered with the job: its claim key may claim the next one.
+            await session.execute(
+                sql_update(Job)
+                .where(Job.id == claimed.job.id)
+                .values(claim_key=None)
+                .execution_options(synchronize_session=False)
+            )
             run = await session.get(Run, claimed.run.id)
             if run is not None:
                 await logs.append(session, run, claimed.job.phase, f"{reason}\n".encode())

@@ -11,7 +11,9 @@ When the job ends (finished, errored, canceled, handed back, failed by the sweep
 ended by a person) :func:`terrapod.runs.queue.retire_run_tokens` turns it into kind
 ``run-ended``: the API no longer resolves it, and only the job's final PATCH still accepts it
 for a short grace, so an agent that lost the answer can repeat its report. Housekeeping
-deletes retired and expired tokens. Only the SHA-256 of a token is stored.
+deletes retired and expired tokens. Only the SHA-256 of a token is stored, so a job answered
+again to a retried ``runs/next`` poll gets a new token and the earlier one is deleted
+(:func:`revoke_for_job`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from terrapod.auth.models import Token
@@ -73,6 +75,22 @@ async def mint(
     session.add(token)
     await session.flush()
     return MintedRunToken(token.id, plaintext, expires)
+
+
+async def revoke_for_job(session: AsyncSession, run_id: str, job_id: str) -> None:
+    """Delete the live run token(s) of ``job_id``: a new one replaces them (the job was
+    answered again after a lost ``runs/next`` answer). Deleted, not retired: nobody has
+    reported with them, so nothing may use them, not even a final PATCH (401)."""
+    await session.execute(
+        delete(Token)
+        .where(
+            Token.run_id == run_id,
+            Token.kind == RUN_TOKEN_KIND,
+            # A run token's description is its job id, a space and its phase (see mint).
+            Token.description.startswith(f"{job_id} ", autoescape=True),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def lookup(session: AsyncSession, plaintext: str) -> JobToken | None:

@@ -51,11 +51,25 @@ class ClaimedJob:
     organization: Organization
 
 
+@dataclass(frozen=True)
+class ClaimKey:
+    """The agent's key for one ``runs/next`` poll and the attempt (retry) number of the
+    request carrying it (docs/dev/agents.md, "Claim keys")."""
+
+    key: str
+    attempt: int
+
+
 async def claim_job(
-    session: AsyncSession, agent_id: str, pool_id: str | None = None
+    session: AsyncSession,
+    agent_id: str,
+    pool_id: str | None = None,
+    claim: ClaimKey | None = None,
 ) -> ClaimedJob | None:
     """Claim the oldest queued job of ``pool_id`` (None: the jobs of the servers' built-in
-    agents) for ``agent_id``; exactly one agent wins each job.
+    agents) for ``agent_id``; exactly one agent wins each job. ``claim`` is stored on the job
+    (see :func:`job_of_claim`); a key this agent already claimed a job with raises
+    IntegrityError (the unique index ``ux_jobs_agent_claim_key``).
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take different jobs.
     SQLite: writers are serialized (BEGIN IMMEDIATE) and the UPDATE is conditional on the
@@ -77,7 +91,14 @@ async def claim_job(
     result = await session.execute(
         sql_update(Job)
         .where(Job.id == candidate, Job.status == "queued")
-        .values(status="running", agent_id=agent_id, claimed_at=now, heartbeat_at=now)
+        .values(
+            status="running",
+            agent_id=agent_id,
+            claimed_at=now,
+            heartbeat_at=now,
+            claim_key=claim.key if claim else None,
+            claim_attempt=claim.attempt if claim else None,
+        )
         .execution_options(synchronize_session=False)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
@@ -98,6 +119,29 @@ async def claim_job(
     await logs.open_(session, phase)
     await run_changed(session, run)
     return ClaimedJob(job, run, ctx.workspace, ctx.organization)
+
+
+async def job_of_claim(session: AsyncSession, agent_id: str, key: str) -> Job | None:
+    """The job ``agent_id`` claimed with ``key`` (whatever its status now), locked; None
+    when the key has claimed nothing. Another agent's key finds nothing."""
+    return (
+        await session.execute(
+            select(Job)
+            .where(Job.agent_id == agent_id, Job.claim_key == key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def reclaimed(session: AsyncSession, job: Job, attempt: int) -> ClaimedJob:
+    """A running job answered again to a later attempt of the poll that claimed it (the
+    earlier answer was lost); nothing about the run changes. The caller replaces its run
+    token."""
+    job.claim_attempt = attempt
+    job.heartbeat_at = utcnow()  # the agent has it only now
+    ctx = await load(session, job.run_id)
+    return ClaimedJob(job, ctx.run, ctx.workspace, ctx.organization)
 
 
 async def heartbeat(session: AsyncSession, job_id: str, agent_id: str) -> str | None:

@@ -162,6 +162,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_pool_status_created", "pool_id", "status", "created_at"),
+        # A claim key claims at most one job per agent (docs/dev/agents.md, "Claim keys"):
+        # two requests of one poll that claim at once cannot both take a job.
+        Index("ux_jobs_agent_claim_key", "agent_id", "claim_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(IdColumn(), primary_key=True)
@@ -182,3 +185,7 @@ class Job(Base):
     cancel_requested: Mapped[str | None] = mapped_column(String(10), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The agent's key for the runs/next poll that claimed the job, and the highest attempt
+    # (retry) of that poll answered with it: a retry whose answer was lost gets the job again.
+    claim_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claim_attempt: Mapped[int | None] = mapped_column(Integer(), nullable=True)

@@ -66,6 +66,13 @@ class FakeServer:
         self.joins = 0
         self.renewals = 0
         self.token_refused = False
+        self.lose_answers = 0
+        """Claim a job for the next this many ``runs/next`` requests, then break their
+        connection (the answer is lost after the claim)."""
+        self.polls: list[tuple[str | None, str | None]] = []
+        """Each ``runs/next`` request's claim key and attempt, as sent."""
+        self.claims: dict[tuple[str, str], str] = {}
+        """(agent id, claim key) -> the job the key claimed."""
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
 
@@ -130,6 +137,10 @@ class FakeServer:
 
     async def _answer(self, request: httpx.Request) -> httpx.Response:  # noqa: PLR0911 - a router
         self.requests.append((request.method, request.url.path))
+        if request.url.path.endswith("/runs/next"):
+            self.polls.append(
+                (request.url.params.get("claim"), request.url.params.get("claim_attempt"))
+            )
         if self.unreachable:
             self.unreachable -= 1
             raise httpx.ConnectError("connection refused", request=request)
@@ -199,6 +210,15 @@ class FakeServer:
         if not self._authorized(request, agent_id):
             return httpx.Response(401, json={"errors": [{"detail": "credential expired"}]})
         wait = float(request.url.params.get("wait", "0"))
+        key = request.url.params.get("claim")
+        if key is not None and (agent_id, key) in self.claims:
+            # A retry of a poll whose answer was lost: the same job, with a new run token.
+            # (The real server also ignores earlier attempts; the fake keeps it simple.)
+            job = self.jobs[self.claims[agent_id, key]]
+            if job.status != "running":
+                return httpx.Response(204)
+            job.run_token += "-again"
+            return self._ticket(request, job)
         if not self.queue:
             self.queued.clear()
             try:
@@ -207,6 +227,14 @@ class FakeServer:
                 return httpx.Response(204)
         job = self.jobs[self.queue.pop(0)]
         job.status = "running"
+        if key is not None:
+            self.claims[agent_id, key] = job.job_id
+        return self._ticket(request, job)
+
+    def _ticket(self, request: httpx.Request, job: FakeJob) -> httpx.Response:
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise httpx.ReadError("connection reset by peer", request=request)
         urls = {name: f"{BASE_URL}/signed/{job.job_id}/{name}" for name in job.files}
         for name in ("plan_file_upload", "plan_json_upload", "plan_json_redacted_upload"):
             urls[name] = f"/signed/{job.job_id}/{name}"
