@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from fastapi import FastAPI
 
 
 async def test_no_token_is_401(anon: httpx.AsyncClient) -> None:
@@ -102,3 +103,20 @@ async def test_null_for_a_required_setting_is_422_naming_it(admin: httpx.AsyncCl
     )
     assert r.status_code == 422
     assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/collaborator-auth-policy"
+
+
+async def test_nul_in_the_query_is_a_documented_400_on_every_api_route(
+    app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    # The middleware refuses it before any route runs, so every /api/v2 operation can answer
+    # 400 and must say so (the fuzzer found GET /run-triggers/{id}?include=… undocumented).
+    r = await admin.get("/api/v2/run-triggers/rt-AAAAAAAAAAAAAAAA", params={"include": "\x00"})
+    assert r.status_code == 400
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/api/v2/")
+        for method, operation in operations.items()
+        if "400" not in operation["responses"]
+    ]
+    assert undocumented == []

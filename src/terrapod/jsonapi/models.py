@@ -321,7 +321,9 @@ def responses(
 ) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses=``: its success (``model`` in the route's media type, or no body
     for 204, or ``content`` given verbatim) and the JSON:API error document for each of
-    ``errors``. 401 comes from the router's own ``responses=`` (:func:`authenticated`).
+    ``errors``. 401 comes from the router's own ``responses=`` (:func:`authenticated`). 400
+    is always documented: the request middleware refuses a query string holding a NUL
+    character with it before any route runs (observability/middleware.py, ``_refuse_nul``).
 
     With ``content`` the route's own media type is not JSON:API (a streamed file), so the
     error documents are given by reference with their media type spelled out.
@@ -336,7 +338,7 @@ def responses(
         success["content"] = dict(content)
     out: dict[int | str, dict[str, Any]] = {status: success}
     by_reference = content is not None
-    for code in errors:
+    for code in sorted({400, *errors}):
         out[code] = _error(code, by_reference=by_reference)
     if by_reference:
         out[401] = _error(401, by_reference=True)

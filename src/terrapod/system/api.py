@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from terrapod.jsonapi.documents import JSONAPI_CONTENT_TYPE, JSONAPIResponse
-from terrapod.jsonapi.models import JSONAPIRouteResponse
+from terrapod.jsonapi.models import ERROR_DESCRIPTIONS, ERROR_DOCUMENT_REF, JSONAPIRouteResponse
 
 router = APIRouter(tags=["system"])
 
@@ -67,7 +67,12 @@ _PING_SCHEMA = {
         200: {
             "description": "Alive; the TFP-API-Version header is what clients check",
             "content": {JSONAPI_CONTENT_TYPE: {"schema": _PING_SCHEMA}},
-        }
+        },
+        # A query string with a NUL character, refused by the middleware like on every route.
+        400: {
+            "description": ERROR_DESCRIPTIONS[400],
+            "content": {JSONAPI_CONTENT_TYPE: {"schema": ERROR_DOCUMENT_REF}},
+        },
     },
 )
 async def ping() -> Response:
