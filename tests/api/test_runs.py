@@ -742,3 +742,28 @@ async def test_organization_tokens_cannot_queue_runs_through_an_upload(
         },
     )
     assert r.status_code == 403
+
+
+async def test_accepted_actions_are_documented_without_a_body(
+    app: FastAPI, admin: httpx.AsyncClient, ws: str, agent: ProtocolAgent
+) -> None:
+    # A run action and an archive answer 202 with no body; the fuzzer found them documented
+    # with a JSON:API body (FastAPI adds the router's media type to a 202 of its own).
+    run = await create_run(admin, ws)
+    await agent.run_phase()
+    r = await admin.post(f"/api/v2/runs/{run['id']}/actions/discard")
+    assert (r.status_code, r.content, r.headers.get("content-type")) == (202, b"", None)
+    paths = app.openapi()["paths"]
+    for path in (
+        "/api/v2/runs/{run_id}/actions/apply",
+        "/api/v2/runs/{run_id}/actions/confirm",
+        "/api/v2/runs/{run_id}/actions/discard",
+        "/api/v2/runs/{run_id}/actions/cancel",
+        "/api/v2/runs/{run_id}/actions/force-cancel",
+        "/api/v2/runs/{run_id}/actions/force-execute",
+        "/api/v2/configuration-versions/{cv_id}/actions/archive",
+    ):
+        documented = paths[path]["post"]["responses"]
+        assert "content" not in documented["202"], path
+        error = documented["404"]["content"]
+        assert list(error) == ["application/vnd.api+json"], path

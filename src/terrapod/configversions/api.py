@@ -144,8 +144,11 @@ async def download_configuration_version(
     "/configuration-versions/{cv_id}/actions/archive",
     operation_id="archiveConfigurationVersion",
     status_code=202,
+    response_class=Response,
     # 409: not uploaded, or the workspace's latest version (the one new runs use).
-    responses=responses(202, errors=[403, 404, 409], description="Archived; no content"),
+    responses=responses(
+        202, errors=[403, 404, 409], description="Archived; no content", content={}
+    ),
 )
 async def archive_configuration_version(
     cv_id: str, session: SessionDep, principal: PrincipalDep, store: ObjectStoreDep

@@ -326,7 +326,9 @@ def responses(
     character with it before any route runs (observability/middleware.py, ``_refuse_nul``).
 
     With ``content`` the route's own media type is not JSON:API (a streamed file), so the
-    error documents are given by reference with their media type spelled out.
+    error documents are given by reference with their media type spelled out. ``content={}``
+    documents a success without a body (a 202 whose route has ``response_class=Response``:
+    FastAPI would otherwise document its router's JSON:API media type for it).
     """
     success: dict[str, Any] = {
         "description": description or ("No content" if status == 204 else "Success"),
@@ -334,7 +336,7 @@ def responses(
     }
     if model is not None:
         success["model"] = model
-    if content is not None:
+    if content:
         success["content"] = dict(content)
     out: dict[int | str, dict[str, Any]] = {status: success}
     by_reference = content is not None

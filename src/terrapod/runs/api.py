@@ -505,13 +505,15 @@ def _accepted() -> Response:
     return Response(status_code=202)
 
 
-ACTION_RESPONSES = responses(202, errors=[400, 403, 404, 409, 422])
+# 202 without a body (as TFE answers run actions).
+ACTION_RESPONSES = responses(202, errors=[400, 403, 404, 409, 422], content={})
 
 
 @router.post(
     "/runs/{run_id}/actions/apply",
     operation_id="applyRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
@@ -519,6 +521,7 @@ ACTION_RESPONSES = responses(202, errors=[400, 403, 404, 409, 422])
     "/runs/{run_id}/actions/confirm",  # seed 003's name for the same action
     operation_id="confirmRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
@@ -533,6 +536,7 @@ async def apply_run(
     "/runs/{run_id}/actions/discard",
     operation_id="discardRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
@@ -547,6 +551,7 @@ async def discard_run(
     "/runs/{run_id}/actions/cancel",
     operation_id="cancelRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
@@ -562,6 +567,7 @@ async def cancel_run(
     "/runs/{run_id}/actions/force-cancel",
     operation_id="forceCancelRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
     openapi_extra=COMMENT_BODY,
 )
@@ -576,6 +582,7 @@ async def force_cancel_run(
     "/runs/{run_id}/actions/force-execute",
     operation_id="forceExecuteRun",
     status_code=202,
+    response_class=Response,
     responses=ACTION_RESPONSES,
 )
 async def force_execute_run(run_id: str, session: SessionDep, principal: PrincipalDep) -> Response:
