@@ -19,10 +19,15 @@ schema at collection, and ``test_served_schema_is_the_fuzzed_one`` proves the se
 ``/openapi.json`` is that document.
 
 Random path parameters only ever reach the "not found" branch, so REAL_SHARE of the random
-requests (and the coverage cases about the body or query) get real ones instead: the
-``default`` organization, a seeded workspace, state version, output, token and user.
-Operations that destroy what they are given get throw-away targets of their own (the World's
-pools; ``default`` itself is never deleted), and ``restore`` renames ``default`` or the seeded
+requests (and the coverage cases about the body or query) get real ones instead: every path
+parameter names an object seeded through the public API (the ``default`` organization, a
+workspace, state version, output, token and user; variables, variable sets, run triggers,
+notification configurations, run tasks, agent pools and the built-in agent; a run the built-in
+agent has planned, with its plan, apply, events and configuration version, and a run with a
+task stage and result). Only ``action_id`` stays made up: a Terraform action comes from a
+plan that invokes a provider's action, which no provider available offline has. Operations
+that destroy what they are given get throw-away targets of their own (``World.targets``;
+``default`` itself is never deleted), and ``restore`` renames ``default`` or the seeded
 workspace back when an example renamed it, so every operation finds the same world.
 
 No operation is left out. A bug found here goes into ``KNOWN_BUGS`` with a predicate that
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +68,7 @@ from terrapod.config import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.databases import temporary_database
 from tests.e2e.harness import ServerInfo, run_server
+from tests.runs_support import tarball
 from tests.statefiles import create_body, state
 
 # Random requests per operation; the examples and coverage phases add their own (a few to a
@@ -282,6 +289,9 @@ def known_bug_checks(backend: str, case: schemathesis.Case, response: Any) -> se
 # The server and the world it is fuzzed in
 # --------------------------------------------------------------------------------------------
 
+# Operations that destroy (or archive) their target get POOL_SIZE targets of their own, as
+# path parameters that replace the shared ones (World.targets): these four in seed(), the
+# later domains' in seed_domains().
 DESTROYING_WORKSPACE_OPERATIONS = (
     "deleteWorkspace",
     "deleteWorkspaceByName",
@@ -289,11 +299,15 @@ DESTROYING_WORKSPACE_OPERATIONS = (
     "safeDeleteWorkspaceByName",
 )
 SCRATCH_ORGANIZATIONS = [f"fuzz-scratch-{i}" for i in range(POOL_SIZE)]
+# A run's plan is real (the server's built-in agent runs Terraform): seconds, not minutes.
+RUN_SETTLE_SECONDS = 120.0
 
 
 @dataclass
 class World:
-    """What the seeded server holds; the pools are the destroying operations' targets."""
+    """What the seeded server holds. ``ids`` are the shared objects every operation reaches
+    (by path parameter name); ``targets`` gives each destroying operation its own throw-away
+    ones (operation id -> path parameters, taken in turn), so the shared ones survive."""
 
     server: ServerInfo
     user_id: str
@@ -304,16 +318,22 @@ class World:
     sv_id: str
     old_sv_id: str
     output_id: str
-    workspace_pools: dict[str, list[tuple[str, str]]]  # operation id -> [(id, name)]
-    token_pool: list[str]
+    ids: dict[str, str]
+    targets: dict[str, list[dict[str, str]]]
     _turns: dict[str, Iterator[int]] = field(default_factory=dict)
 
     def turn(self, key: str, size: int) -> int:
         """0, 1, …, size-1, 0, … for each ``key``: whose turn it is to be destroyed."""
         return next(self._turns.setdefault(key, itertools.cycle(range(size))))
 
+    def target(self, op: str) -> dict[str, str]:
+        """The path parameters of ``op``'s next throw-away target ({} if it destroys nothing)."""
+        pool = self.targets.get(op)
+        return pool[self.turn(op, len(pool))] if pool else {}
+
     def values(self) -> dict[str, str]:
         return {
+            **self.ids,
             "workspace_id": self.workspace_id,
             "workspace_name": self.workspace_name,
             "consumer_id": self.consumer_id,
@@ -338,15 +358,177 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
     return response.json() if response.content else {}
 
 
+def _id(response: httpx.Response) -> str:
+    return str(_ok(response)["data"]["id"])
+
+
+def _post(client: httpx.Client, path: str, type_: str, attributes: Any, **rest: Any) -> str:
+    return _id(client.post(path, json={"data": {"type": type_, "attributes": attributes, **rest}}))
+
+
+def _one(type_: str, id_: str) -> dict[str, Any]:
+    return {"data": {"type": type_, "id": id_}}
+
+
 def _workspace(client: httpx.Client, name: str, **attributes: Any) -> str:
-    body = {"data": {"type": "workspaces", "attributes": {"name": name, **attributes}}}
-    created = _ok(client.post("/api/v2/organizations/default/workspaces", json=body))
-    return str(created["data"]["id"])
+    path = "/api/v2/organizations/default/workspaces"
+    return _post(client, path, "workspaces", {"name": name, **attributes})
+
+
+def _configuration(client: httpx.Client, workspace_id: str) -> str:
+    """An uploaded configuration version (no run of its own)."""
+    path = f"/api/v2/workspaces/{workspace_id}/configuration-versions"
+    body = {"data": {"type": "configuration-versions", "attributes": {"auto-queue-runs": False}}}
+    cv = _ok(client.post(path, json=body))["data"]
+    _ok(client.put(cv["attributes"]["upload-url"], content=tarball()))
+    return str(cv["id"])
+
+
+def _run(client: httpx.Client, workspace_id: str) -> dict[str, Any]:
+    relationships = {"workspace": _one("workspaces", workspace_id)}
+    body = {"data": {"type": "runs", "attributes": {}, "relationships": relationships}}
+    return dict(_ok(client.post("/api/v2/runs", json=body))["data"])
+
+
+def _settled(client: httpx.Client, run_id: str) -> None:
+    """Wait until the built-in agent has planned the run (it then waits for confirmation)."""
+    deadline = time.monotonic() + RUN_SETTLE_SECONDS
+    while True:
+        status = _ok(client.get(f"/api/v2/runs/{run_id}"))["data"]["attributes"]["status"]
+        if status in ("planned", "planned_and_finished", "errored", "canceled"):
+            assert status == "planned", f"run {run_id} ended {status}"
+            return
+        assert time.monotonic() < deadline, f"run {run_id} still {status}"
+        time.sleep(0.2)
+
+
+def _task(client: httpx.Client, name: str) -> str:
+    # .invalid never resolves (and the server refuses private addresses): nothing is called.
+    attributes = {"name": name, "url": "https://unused.invalid/hook", "category": "task"}
+    return _post(client, "/api/v2/organizations/default/tasks", "tasks", attributes)
+
+
+def _attach(client: httpx.Client, workspace_id: str, task_id: str) -> str:
+    attributes = {"enforcement-level": "advisory", "stages": ["post_plan"]}
+    relationships = {"task": _one("tasks", task_id)}
+    path = f"/api/v2/workspaces/{workspace_id}/tasks"
+    return _post(client, path, "workspace-tasks", attributes, relationships=relationships)
+
+
+def _variable(client: httpx.Client, path: str, key: str) -> str:
+    return _post(client, path, "vars", {"key": key, "value": "v", "category": "terraform"})
+
+
+def seed_domains(
+    c: httpx.Client, ws: str
+) -> tuple[dict[str, str], dict[str, list[dict[str, str]]]]:
+    """The objects of the later domains, through the public API: runs (one planned by the
+    built-in agent, one with a run task stage), configuration versions, variables, variable
+    sets, run triggers, notification configurations, run tasks and agent pools. Returns the
+    shared ids by path parameter name and the destroying operations' targets."""
+    ids: dict[str, str] = {}
+    pools: dict[str, list[dict[str, str]]] = {}
+
+    def pool(op: str, make: Callable[[int], dict[str, str]]) -> None:
+        pools[op] = [make(i) for i in range(POOL_SIZE)]
+
+    # Runs: in workspaces of their own, so the main workspace's lock stays free.
+    runs_ws = _workspace(c, "fuzz-runs")
+    ids["cv_id"] = _configuration(c, runs_ws)
+    run = _run(c, runs_ws)
+    ids |= {
+        "run_id": run["id"],
+        "plan_id": run["relationships"]["plan"]["data"]["id"],
+        "apply_id": run["relationships"]["apply"]["data"]["id"],
+    }
+    pool("archiveConfigurationVersion", lambda _: {"cv_id": _configuration(c, runs_ws)})
+    # Run tasks: a task attached to a workspace whose run has its post-plan stage.
+    tasks_ws = _workspace(c, "fuzz-tasks")
+    ids["task_id"] = _task(c, "fuzz-task")
+    ids["workspace_task_id"] = _attach(c, tasks_ws, ids["task_id"])
+    ids["tasks_workspace_id"] = tasks_ws
+    _configuration(c, tasks_ws)
+    task_run = _run(c, tasks_ws)["id"]
+    stages = _ok(c.get(f"/api/v2/runs/{task_run}/task-stages?include=task_results"))
+    ids["task_stage_id"] = stages["data"][0]["id"]
+    ids["task_result_id"] = stages["included"][0]["id"]
+    pool("deleteRunTask", lambda i: {"task_id": _task(c, f"fuzz-gone-task-{i}")})
+    pool(
+        "deleteWorkspaceRunTask",
+        lambda i: {
+            "workspace_id": tasks_ws,
+            "workspace_task_id": _attach(c, tasks_ws, _task(c, f"fuzz-detach-{i}")),
+        },
+    )
+    # Workspace variables (the main workspace's).
+    ws_vars = f"/api/v2/workspaces/{ws}/vars"
+    ids["variable_id"] = _variable(c, ws_vars, "region")
+    for op in ("deleteWorkspaceVariable", "deleteVariable"):
+        pool(op, lambda i, op=op: {"variable_id": _variable(c, ws_vars, f"{op.lower()}_{i}")})
+    # Variable sets: one applied to the main workspace, with variables.
+    varsets = "/api/v2/organizations/default/varsets"
+    applied = {"workspaces": {"data": [{"type": "workspaces", "id": ws}]}}
+    ids["varset_id"] = _post(c, varsets, "varsets", {"name": "fuzz-set"}, relationships=applied)
+    set_vars = f"/api/v2/varsets/{ids['varset_id']}/relationships/vars"
+    ids["var_id"] = _variable(c, set_vars, "region")
+    pool(
+        "deleteVariableSet",
+        lambda i: {"varset_id": _post(c, varsets, "varsets", {"name": f"fuzz-deletevs-{i}"})},
+    )
+    pool("deleteVariableSetVariable", lambda i: {"var_id": _variable(c, set_vars, f"gone_{i}")})
+
+    # Run triggers: each from a source workspace of its own into the main workspace.
+    def trigger(name: str) -> str:
+        source = {"sourceable": _one("workspaces", _workspace(c, name))}
+        path = f"/api/v2/workspaces/{ws}/run-triggers"
+        return _post(c, path, "run-triggers", {}, relationships=source)
+
+    ids["run_trigger_id"] = trigger("fuzz-trigger-source")
+    pool("deleteRunTrigger", lambda i: {"run_trigger_id": trigger(f"fuzz-trigger-source-{i}")})
+
+    # Notification configurations (to a host that never resolves).
+    def notification(name: str) -> str:
+        attributes = {
+            "name": name,
+            "destination-type": "generic",
+            "url": "https://hooks.example.invalid/terrapod",
+            "enabled": True,
+            "triggers": ["run:created"],
+        }
+        path = f"/api/v2/workspaces/{ws}/notification-configurations"
+        return _post(c, path, "notification-configurations", attributes)
+
+    ids["configuration_id"] = notification("fuzz-hook")
+    pool(
+        "deleteNotificationConfiguration", lambda i: {"configuration_id": notification(f"gone-{i}")}
+    )
+    # Agent pools; the built-in agent is the one agent a server has without an agent process.
+    pools_path = "/api/v2/organizations/default/agent-pools"
+    ids["pool_id"] = _post(c, pools_path, "agent-pools", {"name": "fuzz-pool"})
+    token = {"description": "fuzz"}
+    _post(
+        c,
+        f"/api/v2/agent-pools/{ids['pool_id']}/authentication-tokens",
+        "authentication-tokens",
+        token,
+    )
+    pool(
+        "deleteAgentPool",
+        lambda i: {"pool_id": _post(c, pools_path, "agent-pools", {"name": f"gone-{i}"})},
+    )
+    agents = _ok(c.get("/api/v2/admin/agents"))["data"]
+    assert agents, "the built-in agent is not listed"
+    ids["agent_id"] = agents[0]["id"]
+    # Last, so the other seeding overlaps the plan.
+    _settled(c, run["id"])
+    ids["event_id"] = _ok(c.get(f"/api/v2/runs/{run['id']}/run-events"))["data"][0]["id"]
+    return ids, pools
 
 
 def seed(server: ServerInfo) -> World:
     """A workspace with tags, a consumer and three state versions with outputs; tokens; an
-    organization token; and the throw-away organizations, workspaces and tokens."""
+    organization token; the later domains' objects (:func:`seed_domains`); and the throw-away
+    targets of the destroying operations."""
     with server.http(ADMIN_TOKEN) as c:
         user_id = _ok(c.get("/api/v2/account/details"))["data"]["id"]
         ws = _workspace(c, "fuzz-main", **{"tag-names": ["app", "fuzz"]})
@@ -383,10 +565,12 @@ def seed(server: ServerInfo) -> World:
             attributes = {"name": name, "email": f"{name}@example.test"}
             body = {"data": {"type": "organizations", "attributes": attributes}}
             _ok(c.post("/api/v2/organizations", json=body))
-        workspace_pools = {}
+        ids, targets = seed_domains(c, ws)
+        targets["deleteOrganization"] = [{"name": name} for name in SCRATCH_ORGANIZATIONS]
+        targets["deleteToken"] = [{"token_id": token_id} for token_id in token_ids[1:]]
         for op in DESTROYING_WORKSPACE_OPERATIONS:
             names = [f"fuzz-{op.lower()}-{i}" for i in range(POOL_SIZE)]
-            workspace_pools[op] = [(_workspace(c, name), name) for name in names]
+            targets[op] = [{"workspace_id": _workspace(c, name), "name": name} for name in names]
     return World(
         server=server,
         user_id=user_id,
@@ -397,8 +581,8 @@ def seed(server: ServerInfo) -> World:
         sv_id=sv_ids[-1],
         old_sv_id=sv_ids[0],
         output_id=outputs_doc["data"][0]["id"],
-        workspace_pools=workspace_pools,
-        token_pool=token_ids[1:],
+        ids=ids,
+        targets=targets,
     )
 
 
@@ -442,6 +626,7 @@ def operation_id(operation: schemathesis.APIOperation) -> str:
 def real_path_parameters(world: World, op: str, path: str) -> dict[str, str]:
     """Path parameters naming real resources, for operation ``op`` on ``path``."""
     values = {
+        **world.ids,
         "org_name": "default",
         "name": world.workspace_name if "{org_name}" in path else "default",
         "workspace_id": world.workspace_id,
@@ -450,19 +635,18 @@ def real_path_parameters(world: World, op: str, path: str) -> dict[str, str]:
         "sv_id": world.sv_id,
         "output_id": world.output_id,
     }
-    if op == "deleteOrganization":
-        values["name"] = SCRATCH_ORGANIZATIONS[world.turn(op, POOL_SIZE)]
-    if op in DESTROYING_WORKSPACE_OPERATIONS:
-        ws_id, ws_name = world.workspace_pools[op][world.turn(op, POOL_SIZE)]
-        values |= {"workspace_id": ws_id, "name": ws_name}
-    if op == "deleteToken":
-        values["token_id"] = world.token_pool[world.turn(op, len(world.token_pool))]
-    return values
+    if "{workspace_task_id}" in path:  # attached to the tasks workspace, not the main one
+        values["workspace_id"] = world.ids["tasks_workspace_id"]
+    return values | world.target(op)
+
+
+# Lists whose required filters name a workspace (the main one, by name).
+WORKSPACE_FILTERED_LISTS = ("listStateVersions", "listVariables")
 
 
 def real_query(world: World, op: str) -> dict[str, str]:
-    """Query parameters that find something: the state version list's required filters."""
-    if op == "listStateVersions":
+    """Query parameters that find something: the required workspace filters."""
+    if op in WORKSPACE_FILTERED_LISTS:
         return {
             "filter[organization][name]": "default",
             "filter[workspace][name]": world.workspace_name,
@@ -500,7 +684,7 @@ def _real_query(
 ) -> st.SearchStrategy[Any]:
     operation = context.operation
     assert operation is not None
-    if operation_id(operation) != "listStateVersions":
+    if operation_id(operation) not in WORKSPACE_FILTERED_LISTS:
         return strategy
 
     def real(query: Any) -> Any:
