@@ -20,8 +20,8 @@ from starlette.responses import Response
 from terrapod.agentpools import listeners
 from terrapod.config import Settings
 from terrapod.deps import SessionDep, base_url, bearer_token
-from terrapod.errors import BadRequest, Invalid, PayloadTooLarge
-from terrapod.jsonapi.parsing import read_json
+from terrapod.errors import BadRequest, Invalid
+from terrapod.jsonapi.parsing import read_body, read_json
 from terrapod.runner.spec import JobResult
 from terrapod.runner.wire import WireError, result_from_dict
 from terrapod.runs import jobs
@@ -193,7 +193,7 @@ async def job_logs(
 ) -> Response:
     """Append the raw body (engine output, already masked) to the job's phase log; 409 when
     the phase no longer accepts output."""
-    data = await _raw_body(request)
+    data = await read_body(request)
     await listeners.append_log(session, bearer_token(request), agent_id, run_id, data)
     return Response(status_code=204)
 
@@ -241,21 +241,3 @@ async def _has_body(request: Request) -> bool:
     return not (
         declared == "0" or (declared is None and "transfer-encoding" not in request.headers)
     )
-
-
-async def _raw_body(request: Request) -> bytes:
-    limit: int = request.app.state.max_request_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest("Content-Length header is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit} byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -43,8 +43,9 @@ class Parsed(Generic[A]):
     sent: frozenset[str] = frozenset()
 
 
-async def read_json(request: Request, *, max_body: int | None = None) -> Any:
-    """Read and decode the body, refusing bodies over the limit before reading them whole."""
+async def read_body(request: Request, *, max_body: int | None = None) -> bytes:
+    """The raw body, refusing bodies over the limit (the app's ``max_request_body_bytes``
+    unless ``max_body``) before reading them whole."""
     configured: int = getattr(request.app.state, "max_request_body_bytes", DEFAULT_MAX_BODY)
     limit = max_body or configured
     declared = request.headers.get("content-length")
@@ -60,7 +61,12 @@ async def read_json(request: Request, *, max_body: int | None = None) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the {limit} byte limit")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, *, max_body: int | None = None) -> Any:
+    """Read and decode the body, refusing bodies over the limit before reading them whole."""
+    raw = await read_body(request, max_body=max_body)
     if not raw.strip():
         raise BadRequest("request body is empty; a JSON:API document is required", pointer="")
     try:
