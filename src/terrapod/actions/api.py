@@ -37,7 +37,7 @@ from terrapod.jsonapi.models import (
     query_parameter,
     responses,
 )
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params, pagination
 from terrapod.workspaces import service as workspaces
 
 router = APIRouter(
@@ -134,8 +134,7 @@ async def list_terraform_actions(
     views, total = await service.list_actions(
         session, principal, ws, org, filters, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_action(v) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_action(v) for v in views])
 
 
 @router.get(
@@ -206,8 +205,7 @@ async def list_terraform_action_run_summaries(
     summaries, total = await service.run_summaries(
         session, principal, action_id, filters, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_summary(s) for s in summaries], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_summary(s) for s in summaries])
 
 
 @router.get(

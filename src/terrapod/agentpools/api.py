@@ -45,7 +45,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.organizations import service as organizations
 
@@ -124,8 +124,7 @@ async def list_agent_pools(
         offset=page.offset,
         limit=page.size,
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_pool(v) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_pool(v) for v in views])
 
 
 @router.post(
@@ -230,8 +229,7 @@ async def list_agent_tokens(
     rows, total = await service.list_tokens(
         session, principal, pool_id, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_token(t) for t in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_token(t) for t in rows])
 
 
 # -- agents --------------------------------------------------------------------------------
@@ -268,8 +266,7 @@ async def list_agents(
         offset=page.offset,
         limit=page.size,
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_agent(v) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_agent(v) for v in views])
 
 
 @router.get(
@@ -303,5 +300,4 @@ async def list_all_agents(
         offset=page.offset,
         limit=page.size,
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_agent(v) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_agent(v) for v in views])

@@ -23,7 +23,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.organizations import service as organizations
 
@@ -87,8 +87,7 @@ async def list_user_tokens(
     rows, total = await tokens.list_user_tokens(
         session, principal, user_id, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize(t) for t in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(t) for t in rows])
 
 
 @router.get(

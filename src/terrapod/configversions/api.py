@@ -30,7 +30,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.storage import ObjectInfo, ObjectStore, keys
 from terrapod.workspaces import service as workspaces
@@ -97,8 +97,7 @@ async def list_configuration_versions(
     rows, total = await service.list_for_workspace(
         session, principal, ws, org, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize(cv) for cv in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(cv) for cv in rows])
 
 
 @router.get(

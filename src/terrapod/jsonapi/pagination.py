@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from terrapod.errors import BadRequest
+from terrapod.jsonapi.documents import JSONAPIResponse, Resource, document
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -88,3 +89,16 @@ def include_params(request: Request) -> set[str]:
     """The requested ``include`` paths. Unknown values are ignored, as TFE does."""
     raw = request.query_params.get("include", "")
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def page_document(
+    request: Request,
+    page: Page,
+    total: int,
+    data: list[Resource],
+    *,
+    included: list[Resource] | None = None,
+) -> JSONAPIResponse:
+    """One page of a list: ``data`` with its ``meta`` and ``links`` (see :func:`pagination`)."""
+    meta, links = pagination(request, page, total)
+    return document(data, included=included, meta=meta, links=links)

@@ -29,7 +29,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource
 from terrapod.notifications import service
 from terrapod.notifications.schemas import (
@@ -111,8 +111,7 @@ async def list_notification_configurations(
     rows, total = await service.list_for_workspace(
         session, principal, ws, org, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize(nc) for nc in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(nc) for nc in rows])
 
 
 @router.get(

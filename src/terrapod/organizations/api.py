@@ -21,7 +21,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import Parsed, parse_resource, relationship_id
 from terrapod.organizations import service
 from terrapod.organizations.schemas import (
@@ -78,8 +78,7 @@ async def list_organizations(
     orgs, total = await service.list_visible(
         session, principal, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize(o, principal) for o in orgs], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(o, principal) for o in orgs])
 
 
 @router.post(

@@ -38,7 +38,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import include_params, page_params, pagination
+from terrapod.jsonapi.pagination import include_params, page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource, read_json, relationship_id
 from terrapod.organizations import service as organizations
 from terrapod.ratelimit import SlidingWindowLimiter
@@ -355,15 +355,15 @@ async def list_workspace_runs(
         session, principal, ws, org, filters, offset=page.offset, limit=page.size
     )
     views = await queries.views(session, principal, rows, ws)
-    meta, links = pagination(request, page, total)
     included = await _included(request, session, principal, views)
     stages = await _task_stages(request, session, views)
     included.extend(stages.resources)
-    return document(
+    return page_document(
+        request,
+        page,
+        total,
         [serialize_run(v, task_stages=stages.refs.get(v.run.id)) for v in views],
         included=included,
-        meta=meta,
-        links=links,
     )
 
 
@@ -421,9 +421,8 @@ async def organization_run_queue(
         session, principal, org, offset=page.offset, limit=page.size
     )
     views = await queries.views(session, principal, [r for r, _ in queued])
-    meta, links = pagination(request, page, total)
     data = [serialize_run(v, position) for v, (_, position) in zip(views, queued, strict=True)]
-    return document(data, meta=meta, links=links)
+    return page_document(request, page, total, data)
 
 
 @router.get(
@@ -744,8 +743,7 @@ async def list_run_events(
     _, rows, total = await queries.events_of(
         session, principal, run_id, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_event(e) for e in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_event(e) for e in rows])
 
 
 @router.get(

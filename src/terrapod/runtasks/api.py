@@ -32,7 +32,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import include_params, page_params, pagination
+from terrapod.jsonapi.pagination import include_params, page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource, read_json, relationship_id
 from terrapod.organizations import service as organizations
 from terrapod.runtasks import service
@@ -145,8 +145,7 @@ async def list_run_tasks(
         session, principal, org, offset=page.offset, limit=page.size
     )
     data, included = await _task_documents(request, session, principal, [(t, org) for t in rows])
-    meta, links = pagination(request, page, total)
-    return document(data, included=included, meta=meta, links=links)
+    return page_document(request, page, total, data, included=included)
 
 
 @router.post(
@@ -238,8 +237,7 @@ async def list_workspace_run_tasks(
     rows, total = await service.list_workspace_tasks(
         session, principal, ws, org, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_workspace_task(w) for w in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_workspace_task(w) for w in rows])
 
 
 @router.post(
@@ -339,8 +337,9 @@ async def list_task_stages(
         if _results_wanted(request)
         else []
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_stage(v) for v in views], included=included, meta=meta, links=links)
+    return page_document(
+        request, page, total, [serialize_stage(v) for v in views], included=included
+    )
 
 
 @router.get(

@@ -24,7 +24,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import include_params, page_params, pagination
+from terrapod.jsonapi.pagination import include_params, page_document, page_params
 from terrapod.jsonapi.parsing import parse_resource, relationship_id
 from terrapod.runtriggers import service
 from terrapod.runtriggers.schemas import (
@@ -155,9 +155,8 @@ async def list_run_triggers(
     views, total = await service.list_for_workspace(
         session, principal, ws, org, direction, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
     included = await _included(request, session, principal, views)
-    return document([serialize(v) for v in views], included=included, meta=meta, links=links)
+    return page_document(request, page, total, [serialize(v) for v in views], included=included)
 
 
 @router.get(

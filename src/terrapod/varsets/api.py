@@ -31,7 +31,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import ids_of, parse_resource, parse_resource_list
 from terrapod.variables.schemas import VariableList
 from terrapod.varsets import service
@@ -99,8 +99,7 @@ async def _variable_body(request: Request) -> dict[str, Any]:
 
 
 def _page(request: Request, views: list[service.VarsetView], total: int, page: Any) -> Response:
-    meta, links = pagination(request, page, total)
-    return document([serialize(v) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(v) for v in views])
 
 
 # -- sets ------------------------------------------------------------------------------------
@@ -286,8 +285,7 @@ async def list_varset_variables(
     rows, total = await service.list_variables(
         session, principal, varset_id, offset=page.offset, limit=page.size
     )
-    meta, links = pagination(request, page, total)
-    return document([serialize_variable(v) for v in rows], meta=meta, links=links)
+    return page_document(request, page, total, [serialize_variable(v) for v in rows])
 
 
 @router.post(

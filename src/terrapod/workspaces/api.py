@@ -24,7 +24,7 @@ from terrapod.jsonapi.models import (
     responses,
 )
 from terrapod.jsonapi.openapi import jsonapi_body
-from terrapod.jsonapi.pagination import page_params, pagination
+from terrapod.jsonapi.pagination import page_document, page_params
 from terrapod.jsonapi.parsing import (
     ids_of,
     parse_resource,
@@ -152,8 +152,7 @@ async def list_workspaces(
         session, principal, org, filters, offset=page.offset, limit=page.size
     )
     views = await service.views(session, [(w, org) for w in rows])
-    meta, links = pagination(request, page, total)
-    return document([serialize(v, principal) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(v, principal) for v in views])
 
 
 @router.post(
@@ -426,8 +425,7 @@ async def list_consumers(
         session, principal, ws, org, offset=page.offset, limit=page.size
     )
     views = await service.views(session, [(w, org) for w in rows])
-    meta, links = pagination(request, page, total)
-    return document([serialize(v, principal) for v in views], meta=meta, links=links)
+    return page_document(request, page, total, [serialize(v, principal) for v in views])
 
 
 async def _change_consumers(
