@@ -74,14 +74,6 @@ class Agent:
             metrics.capacity.set(concurrency)
             metrics.credential_expiry.set_function(self._credential_expiry)
 
-    @property
-    def running_jobs(self) -> list[JobTicket]:
-        return [r.ticket for r in self._running.values()]
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def forget_run(self, run_id: str) -> None:
         """A run ended without its apply: drop what the executor kept for it."""
         if not any(r.ticket.run_id == run_id for r in self._running.values()):
